@@ -1,0 +1,188 @@
+// Package api is the operators' side door into a running daemon: a plain TCP
+// text protocol, one command per connection, reply then close, so that
+// `echo putdest 127.0.0.1:2104 | nc localhost 2030` works. It serves the
+// control API (putdest, getdest, deldest, route, ping, stats, memstats) and
+// the runstats port; it reaches the pool only through the funcs it is given.
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Handler answers one command; arg is the rest of the line after the command
+// word, trimmed. The reply is sent as is, with a newline added if missing.
+type Handler func(arg string) string
+
+// Config configures a Server. Zero values take the defaults.
+type Config struct {
+	Addr     string
+	Name     string // for logs, e.g. "api" or "runstats"
+	Commands map[string]Handler
+	// MaxLine bounds a command line in bytes; longer lines are refused.
+	MaxLine int // default 4096
+	// Timeout bounds reading the command and writing the reply.
+	Timeout time.Duration // default 5s
+	// MaxConcurrent bounds connections served at once; more wait in the
+	// kernel's accept backlog.
+	MaxConcurrent int // default 128
+	Logger        *slog.Logger
+}
+
+// Server is a line-command TCP server. Safe for concurrent use.
+type Server struct {
+	cfg Config
+	ln  net.Listener
+	log *slog.Logger
+}
+
+// New validates cfg and binds the socket.
+func New(cfg Config) (*Server, error) {
+	if cfg.MaxLine == 0 {
+		cfg.MaxLine = 4096
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.MaxConcurrent == 0 {
+		cfg.MaxConcurrent = 128
+	}
+	if cfg.Name == "" {
+		cfg.Name = "api"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if len(cfg.Commands) == 0 {
+		return nil, errors.New("api: no commands")
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, ln: ln, log: cfg.Logger}, nil
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Run serves until ctx ends, then waits for connections in progress.
+func (s *Server) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	defer stop()
+	s.log.Info(s.cfg.Name+" started", "addr", s.ln.Addr().String())
+	sem := make(chan struct{}, s.cfg.MaxConcurrent)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		conn, err := s.ln.Accept()
+		if err != nil {
+			<-sem
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			s.log.Error(s.cfg.Name+" accept failed", "err", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.serve(conn)
+		})
+	}
+}
+
+func (s *Server) serve(conn net.Conn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(s.cfg.Timeout))
+	line, err := readLine(conn, s.cfg.MaxLine)
+	var reply string
+	switch {
+	case errors.Is(err, errTooLong):
+		reply = "Error: command longer than " + strconv.Itoa(s.cfg.MaxLine) + " bytes"
+	case err != nil && len(line) == 0:
+		return // connected and closed (a health check or port scan), or timed out
+	default:
+		reply = s.Dispatch(line)
+	}
+	if !strings.HasSuffix(reply, "\n") {
+		reply += "\n"
+	}
+	io.WriteString(conn, reply)
+}
+
+// Dispatch runs one command line and returns its reply.
+func (s *Server) Dispatch(line string) string {
+	cmd, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+	if cmd == "" {
+		return "Error: empty command (try help)"
+	}
+	cmd = strings.ToLower(cmd)
+	if cmd == "help" {
+		return s.help()
+	}
+	h, ok := s.cfg.Commands[cmd]
+	if !ok {
+		return "Not a command: " + cmd
+	}
+	return h(strings.TrimSpace(arg))
+}
+
+func (s *Server) help() string {
+	names := make([]string, 0, len(s.cfg.Commands))
+	for n := range s.cfg.Commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return "Commands: " + strings.Join(names, ", ") + ", help"
+}
+
+var errTooLong = errors.New("line too long")
+
+// readLine reads up to the first '\n' (or EOF) and at most max bytes.
+func readLine(r io.Reader, max int) (string, error) {
+	br := bufio.NewReaderSize(io.LimitReader(r, int64(max)+1), 512)
+	var buf bytes.Buffer
+	for {
+		chunk, err := br.ReadSlice('\n')
+		buf.Write(chunk)
+		if buf.Len() > max {
+			return "", errTooLong
+		}
+		if err == nil {
+			return strings.TrimRight(buf.String(), "\r\n"), nil
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) && buf.Len() > 0 {
+			return strings.TrimRight(buf.String(), "\r\n"), nil
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && buf.Len() > 0 {
+			return strings.TrimRight(buf.String(), "\r\n"), nil
+		}
+		return buf.String(), err
+	}
+}

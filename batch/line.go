@@ -1,0 +1,248 @@
+package batch
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// Level is how strictly a line is checked before it enters the pipeline.
+type Level uint8
+
+const (
+	// LevelCarbon accepts what carbon's line receiver accepts: exactly three
+	// whitespace-separated fields, a numeric value that is not NaN and a
+	// numeric timestamp; the name must be UTF-8 without control bytes.
+	LevelCarbon Level = iota
+	// LevelStrict additionally wants a finite value, an unsigned integer
+	// timestamp and a name of printable ASCII.
+	LevelStrict
+	// LevelOff forwards every non-empty line; only the first field (the
+	// name) is located, for hash routing.
+	LevelOff
+)
+
+// ParseLevel maps a flag value to a Level.
+func ParseLevel(s string) (Level, error) {
+	switch s {
+	case "carbon":
+		return LevelCarbon, nil
+	case "strict":
+		return LevelStrict, nil
+	case "off", "none":
+		return LevelOff, nil
+	}
+	return 0, fmt.Errorf("unknown validation level %q (want carbon, strict or off)", s)
+}
+
+func (l Level) String() string {
+	switch l {
+	case LevelStrict:
+		return "strict"
+	case LevelOff:
+		return "off"
+	}
+	return "carbon"
+}
+
+// Reason says why a line was rejected. ReasonOK means it was accepted.
+type Reason uint8
+
+// Rejection reasons, exported in stats as their String form.
+const (
+	ReasonOK        Reason = iota
+	ReasonEmpty            // blank or whitespace-only line
+	ReasonTooLong          // longer than the configured maximum
+	ReasonFields           // not exactly "name value timestamp"
+	ReasonName             // control bytes or invalid UTF-8 in the name
+	ReasonValue            // value is not a number (strict: not finite)
+	ReasonNaN              // value is NaN
+	ReasonTimestamp        // timestamp is not a number (strict: not an unsigned integer)
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"ok", "empty", "too_long", "fields", "name", "value", "nan", "timestamp"}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Parsed is the result of Parse: the fields of an accepted line, all slices
+// of the input. Canonical is true when the line is already "name value ts"
+// with single spaces and can be forwarded byte for byte.
+type Parsed struct {
+	Name, Value, TS []byte
+	Canonical       bool
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'
+}
+
+// Parse checks one line (without its '\n') at the given level. It never
+// allocates.
+func Parse(line []byte, level Level) (Parsed, Reason) {
+	var p Parsed
+	// Fast path: "name value ts" with exactly two single spaces.
+	fields := 0
+	var f [3][]byte
+	i, n := 0, len(line)
+	canonical := true
+	for {
+		start := i
+		for i < n && isSpace(line[i]) {
+			i++
+		}
+		if i == n {
+			if start != i {
+				canonical = false
+			}
+			break
+		}
+		if (fields == 0 && i != start) || (fields > 0 && (i-start != 1 || line[start] != ' ')) {
+			canonical = false
+		}
+		j := i
+		for j < n && !isSpace(line[j]) {
+			j++
+		}
+		if fields < 3 {
+			f[fields] = line[i:j]
+		}
+		fields++
+		i = j
+		if level == LevelOff && fields == 1 {
+			break
+		}
+	}
+	if fields == 0 {
+		return p, ReasonEmpty
+	}
+	p.Name = f[0]
+	if level == LevelOff {
+		p.Canonical = true
+		return p, ReasonOK
+	}
+	if fields != 3 {
+		return p, ReasonFields
+	}
+	p.Value, p.TS, p.Canonical = f[1], f[2], canonical
+	if !validName(p.Name, level) {
+		return p, ReasonName
+	}
+	ok, special := number(p.Value)
+	switch {
+	case !ok:
+		return p, ReasonValue
+	case special == specialNaN:
+		return p, ReasonNaN
+	case special == specialInf && level == LevelStrict:
+		return p, ReasonValue
+	}
+	if level == LevelStrict {
+		if !unsignedInt(p.TS) {
+			return p, ReasonTimestamp
+		}
+	} else if ok, special := number(p.TS); !ok || special != specialNone {
+		return p, ReasonTimestamp
+	}
+	return p, ReasonOK
+}
+
+func validName(name []byte, level Level) bool {
+	ascii := true
+	for _, c := range name {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	if ascii {
+		return true
+	}
+	return level != LevelStrict && utf8.Valid(name)
+}
+
+const (
+	specialNone = iota
+	specialNaN
+	specialInf
+)
+
+// number reports whether b is a decimal floating-point number as Python's
+// float() reads it (sign, digits, optional fraction and exponent, or
+// nan/inf/infinity in any case), and whether it is one of the specials.
+func number(b []byte) (ok bool, special int) {
+	i := 0
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		i++
+	}
+	digits := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+		digits++
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			digits++
+		}
+	}
+	if digits == 0 {
+		switch lower(b[i:]) {
+		case "nan":
+			return true, specialNaN
+		case "inf", "infinity":
+			return true, specialInf
+		}
+		return false, specialNone
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		exp := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			exp++
+		}
+		if exp == 0 {
+			return false, specialNone
+		}
+	}
+	return i == len(b), specialNone
+}
+
+// lower returns an ASCII-lowercased copy of short inputs (used only for the
+// rare nan/inf spellings); longer inputs cannot match and return "".
+func lower(b []byte) string {
+	if len(b) > 8 {
+		return ""
+	}
+	var buf [8]byte
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return string(buf[:len(b)])
+}
+
+func unsignedInt(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,268 @@
+// Package listener is the intake of polymur's data flow: the Graphite
+// plaintext TCP listener of polymur and polymur-proxy, and the HTTPS batch
+// ingest of polymur-gateway. Both validate lines with package batch and hand
+// batches to a Send func that the daemon wires to its next stage.
+package listener
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+// SendFunc takes ownership of a batch, blocking while the next stage is full.
+// It fails only when ctx ends; the caller then still owns the batch.
+type SendFunc func(ctx context.Context, b *batch.Batch) error
+
+// TCPConfig configures a TCP listener. Zero values take the defaults.
+type TCPConfig struct {
+	Addr      string
+	Level     batch.Level
+	MaxLine   int // bytes, excluding '\n'; default 16384
+	BatchSize int // lines per batch; default 100
+	// DrainTimeout bounds the final hand-over of lines read before shutdown.
+	DrainTimeout time.Duration // default 10s
+	// SummaryInterval is how often rejected lines are summarised in the log.
+	SummaryInterval time.Duration // default 5s; <0 disables
+	Send            SendFunc
+	Logger          *slog.Logger
+}
+
+// Counters are the listener's line and connection counts. Safe for
+// concurrent use.
+type Counters struct {
+	Accepted atomic.Uint64
+	Rejected [batch.NumReasons]atomic.Uint64
+	Lost     atomic.Uint64 // read but not handed on before the drain deadline
+}
+
+func (c *Counters) fold(o *batch.Counts) {
+	if o.Accepted > 0 {
+		c.Accepted.Add(o.Accepted)
+	}
+	for i, v := range o.Rejected {
+		if v > 0 {
+			c.Rejected[i].Add(v)
+		}
+	}
+	*o = batch.Counts{}
+}
+
+// Rejections returns the rejected-line counts by reason.
+func (c *Counters) Rejections() map[string]uint64 {
+	m := map[string]uint64{}
+	for i := range c.Rejected {
+		if v := c.Rejected[i].Load(); v > 0 {
+			m[batch.Reason(i).String()] = v
+		}
+	}
+	return m
+}
+
+// TCPStats is a snapshot of a TCP listener's counters.
+type TCPStats struct {
+	Addr        string            `json:"addr"`
+	Accepted    uint64            `json:"lines_accepted"`
+	Rejected    map[string]uint64 `json:"lines_rejected"`
+	Lost        uint64            `json:"lines_lost"`
+	Connections int64             `json:"connections_open"`
+	ConnsTotal  uint64            `json:"connections_total"`
+}
+
+// TCP is a Graphite plaintext listener: one goroutine per connection reads
+// with a large buffer, splits and validates lines in place, and hands a
+// batch on after every read (so a line never waits for a timer).
+type TCP struct {
+	cfg TCPConfig
+	ln  net.Listener
+	log *slog.Logger
+
+	Counters
+	open  atomic.Int64
+	total atomic.Uint64
+}
+
+// NewTCP validates cfg and binds the listening socket.
+func NewTCP(cfg TCPConfig) (*TCP, error) {
+	if cfg.Send == nil {
+		return nil, errors.New("listener: Send is required")
+	}
+	if cfg.MaxLine == 0 {
+		cfg.MaxLine = 16384
+	}
+	if cfg.BatchSize == 0 {
+		cfg.BatchSize = 100
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.SummaryInterval == 0 {
+		cfg.SummaryInterval = 5 * time.Second
+	}
+	if cfg.MaxLine < 1 || cfg.BatchSize < 1 {
+		return nil, errors.New("listener: MaxLine and BatchSize must be positive")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &TCP{cfg: cfg, ln: ln, log: cfg.Logger}, nil
+}
+
+// Addr returns the bound address.
+func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
+
+// Stats returns a snapshot of the counters.
+func (t *TCP) Stats() TCPStats {
+	return TCPStats{
+		Addr:        t.ln.Addr().String(),
+		Accepted:    t.Accepted.Load(),
+		Rejected:    t.Rejections(),
+		Lost:        t.Lost.Load(),
+		Connections: t.open.Load(),
+		ConnsTotal:  t.total.Load(),
+	}
+}
+
+// Run accepts connections until ctx ends, then stops accepting, reads what
+// clients already sent (briefly), hands it on and returns nil once every
+// connection is done.
+func (t *TCP) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { t.ln.Close() })
+	defer stop()
+	if t.cfg.SummaryInterval > 0 {
+		wg.Go(func() { summarise(ctx, t.log, &t.Counters, t.cfg.SummaryInterval) })
+	}
+	t.log.Info("metrics listener started", "addr", t.ln.Addr().String())
+	var err error
+	for {
+		conn, aerr := t.ln.Accept()
+		if aerr != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(aerr, &ne) && ne.Timeout() || errors.Is(aerr, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if errors.Is(aerr, net.ErrClosed) {
+				err = aerr
+				break
+			}
+			// Typically EMFILE: back off briefly instead of spinning.
+			t.log.Error("accept failed", "err", aerr)
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		t.open.Add(1)
+		t.total.Add(1)
+		wg.Go(func() {
+			defer t.open.Add(-1)
+			t.serve(ctx, conn)
+		})
+	}
+	t.ln.Close()
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (t *TCP) serve(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	sp := batch.NewSplitter(t.cfg.Level, t.cfg.MaxLine)
+	defer sp.Release()
+	var closing atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		closing.Store(true)
+		conn.SetReadDeadline(time.Now())
+	})
+	defer stop()
+
+	b := batch.Get()
+	send := func() bool {
+		if b.Len() == 0 {
+			return true
+		}
+		sctx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), t.cfg.DrainTimeout)
+			defer cancel()
+		}
+		if err := t.cfg.Send(sctx, b); err != nil {
+			t.Lost.Add(uint64(b.Len()))
+			t.log.Error("lines read but not handed on before shutdown", "n", b.Len(), "err", err)
+			b.Release()
+			b = batch.Get()
+			return false
+		}
+		b = batch.Get()
+		return true
+	}
+	defer func() { b.Release() }()
+
+	lastChance := false
+	for {
+		n, err := sp.Fill(conn)
+		if n > 0 {
+			for sp.Next(b, t.cfg.BatchSize) {
+				send()
+			}
+			send()
+			t.fold(&sp.Counts)
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && closing.Load() && !lastChance {
+			// Shutting down: take what the client already sent, briefly.
+			lastChance = true
+			conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			sp.Final(b)
+		}
+		break
+	}
+	send()
+	t.fold(&sp.Counts)
+}
+
+// summarise logs rejected lines by reason every interval, when there are any.
+func summarise(ctx context.Context, log *slog.Logger, c *Counters, every time.Duration) {
+	tk := time.NewTicker(every)
+	defer tk.Stop()
+	var last [batch.NumReasons]uint64
+	for {
+		select {
+		case <-tk.C:
+		case <-ctx.Done():
+			return
+		}
+		for i := range c.Rejected {
+			v := c.Rejected[i].Load()
+			if d := v - last[i]; d > 0 {
+				log.Warn("lines rejected", "reason", batch.Reason(i).String(), "n", d, "interval", every)
+			}
+			last[i] = v
+		}
+	}
+}

@@ -1,0 +1,379 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+// Destination states.
+const (
+	stateConnecting int32 = iota // not connected yet, or reconnecting
+	stateUp                      // connected
+	stateDead                    // DeadAfter reconnects failed: out of the hash-route ring
+)
+
+var stateNames = [...]string{"connecting", "up", "dead"}
+
+// dest is one destination: its queue, its counters and its writer's state.
+// The connection itself belongs to the writer goroutine alone.
+type dest struct {
+	Destination
+	q          *queue
+	registered time.Time
+	state      atomic.Int32
+	pending    atomic.Int64 // points popped by the writer and not yet written
+
+	sent       atomic.Uint64
+	dropped    atomic.Uint64
+	reconnects atomic.Uint64
+	lastErr    atomic.Pointer[string]
+
+	removeOnce sync.Once
+	removed    chan struct{}
+}
+
+func (d *dest) remove()          { d.removeOnce.Do(func() { close(d.removed) }) }
+func (d *dest) isRemoved() bool {
+	select {
+	case <-d.removed:
+		return true
+	default:
+		return false
+	}
+}
+
+var (
+	errStop      = errors.New("stop")
+	errRemoved   = errors.New("destination removed")
+	errPeerClose = errors.New("destination closed the connection")
+)
+
+// writer is the state the writer goroutine keeps across connections: popped
+// batches not yet fully written, and how far into the first one it got.
+type writer struct {
+	p       *Pool
+	d       *dest
+	pending []*batch.Batch
+	off     int // bytes of pending[0] already delivered (a line boundary)
+	bufs    net.Buffers
+}
+
+func (p *Pool) runDest(ctx context.Context, d *dest) {
+	w := &writer{p: p, d: d}
+	failures := 0
+	log := p.log.With("dest", d.Name)
+	for {
+		if w.finished(ctx) {
+			return
+		}
+		conn, err := w.dial(ctx)
+		if err != nil {
+			failures++
+			w.noteErr(err)
+			if failures == 1 || failures == p.cfg.DeadAfter || failures%30 == 0 {
+				log.Warn("destination unreachable", "err", err, "attempt", failures)
+			}
+			if failures >= p.cfg.DeadAfter && d.state.Load() != stateDead {
+				p.setState(d, stateDead)
+				log.Error("destination declared dead", "failed_reconnects", failures, "queued", d.q.depth()+int(d.pending.Load()))
+			}
+			if d.state.Load() == stateDead && p.cfg.Mode == HashRoute {
+				w.reroute(ctx)
+			}
+			w.sleep(ctx, p.backoff(failures))
+			continue
+		}
+		if d.state.Load() == stateDead {
+			log.Info("destination back, rejoining", "after_failures", failures)
+		} else if failures > 0 {
+			log.Info("destination reconnected", "after_failures", failures)
+		}
+		failures = 0
+		p.setState(d, stateUp)
+		err = w.writeLoop(ctx, conn)
+		conn.Close()
+		switch {
+		case errors.Is(err, errStop):
+			return
+		case errors.Is(err, errRemoved):
+			w.onRemoved(ctx, false)
+			return
+		case ctx.Err() != nil:
+			w.dropPending()
+			return
+		}
+		p.setState(d, stateConnecting)
+		d.reconnects.Add(1)
+		w.noteErr(err)
+		log.Warn("destination connection lost", "err", err, "queued", d.q.depth()+int(d.pending.Load()))
+	}
+}
+
+// finished handles removal and shutdown between connection attempts.
+func (w *writer) finished(ctx context.Context) bool {
+	switch {
+	case w.d.isRemoved():
+		w.onRemoved(ctx, true)
+		return true
+	case ctx.Err() != nil:
+		w.dropPending()
+		return true
+	}
+	select {
+	case <-w.p.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// onRemoved disposes of what a removed destination still holds: re-routed in
+// hash-route, otherwise counted as dropped.
+func (w *writer) onRemoved(ctx context.Context, down bool) {
+	w.d.q.close()
+	if w.p.cfg.Mode == HashRoute {
+		w.reroute(ctx)
+		return
+	}
+	w.pending = w.d.q.popAll(w.pending)
+	n := w.pendingPoints()
+	w.releaseAll()
+	if n > 0 {
+		w.p.drops.add(DropRemoved, uint64(n))
+		w.p.log.Warn("removed destination had undelivered points", "dest", w.d.Name, "n", n, "connected", !down)
+	}
+}
+
+func (w *writer) dial(ctx context.Context) (net.Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, w.p.cfg.DialTimeout)
+	defer cancel()
+	return w.p.cfg.Dial(dctx, w.d.Addr())
+}
+
+func (w *writer) noteErr(err error) {
+	s := err.Error()
+	w.d.lastErr.Store(&s)
+}
+
+func (w *writer) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-w.d.removed:
+	}
+}
+
+// writeLoop writes queued batches to conn until an error, removal or stop.
+func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
+	peerGone := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer conn.Close()
+	// Carbon destinations never send; a read that returns means the peer
+	// closed or reset. Noticing it before writing keeps lines from being
+	// written into a connection the peer has already shut.
+	wg.Go(func() {
+		var b [64]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				close(peerGone)
+				return
+			}
+		}
+	})
+	for {
+		if len(w.pending) == 0 {
+			w.pending = w.d.q.popAll(w.pending)
+			w.d.pending.Store(int64(w.pendingPoints()))
+			if len(w.pending) == 0 {
+				select {
+				case <-w.d.q.ready:
+					continue
+				case <-peerGone:
+					return errPeerClose
+				case <-w.d.removed:
+					if w.d.q.depth() == 0 {
+						return errRemoved
+					}
+					continue
+				case <-w.p.stop:
+					return errStop
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		select {
+		case <-peerGone:
+			return errPeerClose
+		default:
+		}
+		if err := w.writeOnce(conn); err != nil {
+			return err
+		}
+	}
+}
+
+// writeOnce writes the pending batches with one vectored write. On error the
+// lines not completely written stay pending for the next connection.
+func (w *writer) writeOnce(conn net.Conn) error {
+	for {
+		w.bufs = w.bufs[:0]
+		for i, b := range w.pending {
+			if i == 0 {
+				w.bufs = append(w.bufs, b.Buf[w.off:])
+			} else {
+				w.bufs = append(w.bufs, b.Buf)
+			}
+		}
+		conn.SetWriteDeadline(time.Now().Add(w.p.cfg.WriteTimeout))
+		bufs := w.bufs
+		start := time.Now()
+		n, err := bufs.WriteTo(conn)
+		if obs := w.p.cfg.ObserveWrite; obs != nil {
+			obs(time.Since(start))
+		}
+		w.consume(int(n))
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
+			continue // slow but alive: keep going on this connection
+		}
+		return err
+	}
+}
+
+// consume accounts for n bytes written from the pending batches.
+func (w *writer) consume(n int) {
+	for n > 0 && len(w.pending) > 0 {
+		b := w.pending[0]
+		rest := len(b.Buf) - w.off
+		if n >= rest {
+			lines := b.Len()
+			if w.off > 0 {
+				lines = countLines(b.Buf[w.off:])
+			}
+			w.d.sent.Add(uint64(lines))
+			w.d.pending.Add(-int64(lines))
+			n -= rest
+			w.off = 0
+			b.Release()
+			w.pending[0] = nil
+			w.pending = w.pending[1:]
+			continue
+		}
+		done := batch.LineBoundary(b.Buf[w.off:], n)
+		lines := countLines(b.Buf[w.off : w.off+done])
+		w.d.sent.Add(uint64(lines))
+		w.d.pending.Add(-int64(lines))
+		w.off += done
+		return
+	}
+	if len(w.pending) == 0 {
+		w.pending = w.pending[:0:0]
+	}
+}
+
+func countLines(b []byte) int {
+	n := 0
+	for _, c := range b {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *writer) pendingPoints() int {
+	n := 0
+	for i, b := range w.pending {
+		if i == 0 && w.off > 0 {
+			n += countLines(b.Buf[w.off:])
+			continue
+		}
+		n += b.Len()
+	}
+	return n
+}
+
+// takePending returns the undelivered lines as standalone batches and
+// clears the writer's pending state.
+func (w *writer) takePending() []*batch.Batch {
+	out := w.pending
+	if len(out) > 0 && w.off > 0 {
+		rest, _ := out[0].LinesFrom(w.off)
+		out[0].Release()
+		out[0] = rest
+	}
+	w.pending, w.off = nil, 0
+	w.d.pending.Store(0)
+	return out
+}
+
+// reroute hands a dead or removed hash-route destination's points to the
+// retry queue, to be placed on the live destinations. Policy: block (bounded
+// by ctx, the drain deadline); what cannot be handed over is counted.
+func (w *writer) reroute(ctx context.Context) {
+	if w.p.view.Load().live == nil && !w.d.isRemoved() {
+		return // nobody to take them: keep them queued here
+	}
+	all := w.takePending()
+	all = w.d.q.popAll(all)
+	for i, b := range all {
+		n := b.Len()
+		w.p.inflight.Add(int64(n))
+		select {
+		case w.p.retry <- b: // policy: block
+			w.p.retried.Add(uint64(n))
+		case <-ctx.Done():
+			w.p.inflight.Add(-int64(n))
+			lost := 0
+			for _, r := range all[i:] {
+				lost += r.Len()
+				r.Release()
+			}
+			w.p.drops.add(DropShutdown, uint64(lost))
+			return
+		}
+	}
+}
+
+func (w *writer) releaseAll() {
+	for _, b := range w.takePending() {
+		b.Release()
+	}
+}
+
+// dropPending counts what the writer holds at the hard stop; the pool counts
+// the queues.
+func (w *writer) dropPending() {
+	if n := w.pendingPoints(); n > 0 {
+		w.p.drops.add(DropShutdown, uint64(n))
+		w.d.dropped.Add(uint64(n))
+		w.p.log.Error("points not delivered before shutdown", "dest", w.d.Name, "n", n)
+	}
+	w.releaseAll()
+}
+
+// setState changes d's state, rebuilding the ring tables when d joins or
+// leaves the live set. The change and the new view happen under p.mu.
+func (p *Pool) setState(d *dest, s int32) {
+	if (d.state.Load() == stateDead) == (s == stateDead) {
+		d.state.Store(s)
+		return
+	}
+	p.mu.Lock()
+	d.state.Store(s)
+	p.setView(p.view.Load().dests)
+	p.mu.Unlock()
+}

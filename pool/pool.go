@@ -1,0 +1,522 @@
+// Package pool is the distribution stage of polymur: it takes batches from the
+// listeners (Send), places every line on its destinations — all of them
+// (broadcast) or the one Graphite's carbon_ch ring picks (hash-route) — and
+// runs one writer per destination that keeps the connection, reconnects with
+// backoff and hands its share to the others through the retry queue when the
+// destination is declared dead.
+//
+// Queue policies: the incoming queue blocks (backpressure to the clients); a
+// destination queue blocks while its destination is healthy or still being
+// reconnected, and drops-and-counts only when a broadcast destination is down
+// and its queue is full, or a hash-route destination is dead with no live
+// destination to take its share. Nothing is dropped without a counted reason.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+// Mode is the distribution method.
+type Mode uint8
+
+const (
+	// Broadcast sends every line to every destination.
+	Broadcast Mode = iota
+	// HashRoute sends every line to the destination carbon_ch picks.
+	HashRoute
+)
+
+// ParseMode maps the -distribution flag value to a Mode.
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "broadcast":
+		return Broadcast, nil
+	case "hash-route":
+		return HashRoute, nil
+	}
+	return 0, fmt.Errorf("unknown distribution %q (want broadcast or hash-route)", s)
+}
+
+func (m Mode) String() string {
+	if m == HashRoute {
+		return "hash-route"
+	}
+	return "broadcast"
+}
+
+// Config configures a Pool. Zero values take the documented defaults.
+type Config struct {
+	Mode         Mode
+	Destinations []Destination
+	QueueCap     int // points per destination queue; default 4096
+	IncomingCap  int // batches in the incoming queue; default 32768
+	RetryCap     int // batches in the retry queue; default 4096
+
+	DialTimeout  time.Duration // default 3s
+	WriteTimeout time.Duration // no progress for this long drops the connection; default 30s
+	ReconnectMin time.Duration // first reconnect delay; default 250ms
+	ReconnectMax time.Duration // backoff cap; default 10s
+	DeadAfter    int           // failed reconnects before hash-route re-routes; default 3
+	DrainTimeout time.Duration // delivery time allowed after shutdown starts; default 10s
+
+	StatusInterval time.Duration // queue/drop summary log period; default 5s; <0 disables
+
+	// Console, when set, receives a copy of every line (the -console-out flag).
+	Console io.Writer
+	// ObserveWrite, when set, is told how long each destination write took.
+	ObserveWrite func(time.Duration)
+	// Dial opens a destination connection; default net.Dialer.
+	Dial   func(ctx context.Context, addr string) (net.Conn, error)
+	Logger *slog.Logger
+}
+
+func (c *Config) fill() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.QueueCap, 4096)
+	def(&c.IncomingCap, 32768)
+	def(&c.RetryCap, 4096)
+	def(&c.DeadAfter, 3)
+	defd(&c.DialTimeout, 3*time.Second)
+	defd(&c.WriteTimeout, 30*time.Second)
+	defd(&c.ReconnectMin, 250*time.Millisecond)
+	defd(&c.ReconnectMax, 10*time.Second)
+	defd(&c.DrainTimeout, 10*time.Second)
+	defd(&c.StatusInterval, 5*time.Second)
+	if c.QueueCap < 1 || c.IncomingCap < 1 || c.RetryCap < 1 || c.DeadAfter < 1 {
+		return errors.New("pool: queue capacities and DeadAfter must be positive")
+	}
+	if c.ReconnectMin > c.ReconnectMax {
+		return errors.New("pool: ReconnectMin exceeds ReconnectMax")
+	}
+	if len(c.Destinations) > 65535 {
+		return errors.New("pool: too many destinations")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Dial == nil {
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	return nil
+}
+
+// Drop reasons, as they appear in stats.
+const (
+	DropDestDown      = "dest_down_queue_full" // destination down and its queue full
+	DropNoDestination = "no_destinations"      // nothing registered to send to
+	DropRemoved       = "dest_removed"         // deldest while points were still queued
+	DropShutdown      = "shutdown"             // not delivered within the drain timeout
+)
+
+// Pool distributes batches to destinations. Its methods are safe for
+// concurrent use; Send blocks when the incoming queue is full.
+type Pool struct {
+	cfg Config
+	log *slog.Logger
+
+	in        chan *batch.Batch
+	inClosed  chan struct{}
+	closeOnce sync.Once
+	retry     chan *batch.Batch
+	console   *queue
+
+	mu      sync.Mutex // serialises destination changes
+	view    atomic.Pointer[view]
+	started atomic.Bool
+	runCtx  context.Context // hard-stop context of Run, for writers added later
+	writers sync.WaitGroup
+
+	stop     chan struct{} // closed when everything is delivered after shutdown
+	inflight atomic.Int64  // points in the retry queue or being re-placed
+
+	received atomic.Uint64
+	retried  atomic.Uint64
+	drops    dropCounters
+	consoleN atomic.Uint64
+}
+
+// view is an immutable snapshot of the destinations and the ring tables.
+type view struct {
+	dests []*dest
+	ring  *ring
+	live  *[65536]uint16 // owners among live destinations; nil if none
+	all   *[65536]uint16 // owners among all destinations; nil if none
+}
+
+// New validates cfg and builds the pool. It starts nothing.
+func New(cfg Config) (*Pool, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	p := &Pool{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		in:       make(chan *batch.Batch, cfg.IncomingCap),
+		inClosed: make(chan struct{}),
+		retry:    make(chan *batch.Batch, cfg.RetryCap),
+		stop:     make(chan struct{}),
+	}
+	if cfg.Console != nil {
+		p.console = newQueue(cfg.QueueCap)
+	}
+	var dests []*dest
+	for i, d := range cfg.Destinations {
+		if err := checkDuplicate(cfg.Destinations[:i], d); err != nil {
+			return nil, err
+		}
+		dests = append(dests, p.newDest(d))
+	}
+	p.setView(dests)
+	return p, nil
+}
+
+func (p *Pool) newDest(d Destination) *dest {
+	return &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{})}
+}
+
+// setView publishes a new snapshot for dests. Callers hold p.mu (or own p).
+func (p *Pool) setView(dests []*dest) {
+	v := &view{dests: dests}
+	if len(dests) > 0 {
+		ds := make([]Destination, len(dests))
+		for i, d := range dests {
+			ds[i] = d.Destination
+		}
+		v.ring = newRing(ds)
+		v.all = v.ring.table(func(int) bool { return true })
+		v.live = v.ring.table(func(i int) bool { return dests[i].state.Load() != stateDead })
+	}
+	p.view.Store(v)
+}
+
+
+// Send hands b to the pool; the pool owns it afterwards. It blocks while the
+// incoming queue is full (policy: block, backpressure to the client) and
+// fails only when ctx ends first, in which case the caller still owns b.
+func (p *Pool) Send(ctx context.Context, b *batch.Batch) error {
+	if b.Len() == 0 {
+		b.Release()
+		return nil
+	}
+	select {
+	case p.in <- b: // policy: block
+		p.received.Add(uint64(b.Len()))
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CloseInput tells the pool that every producer has returned; Run then
+// delivers what is queued and returns. Safe to call more than once.
+func (p *Pool) CloseInput() { p.closeOnce.Do(func() { close(p.inClosed) }) }
+
+// Run distributes until CloseInput has been called after ctx ended and all
+// queued points are delivered, or DrainTimeout after ctx ended, whichever is
+// first. What is still queued then is counted as dropped (shutdown) and
+// logged. It returns nil.
+func (p *Pool) Run(ctx context.Context) error {
+	if !p.started.CompareAndSwap(false, true) {
+		return errors.New("pool: Run called twice")
+	}
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+	p.mu.Lock()
+	p.runCtx = hard
+	for _, d := range p.view.Load().dests {
+		p.startWriter(d)
+	}
+	p.mu.Unlock()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		<-ctx.Done()
+		t := time.NewTimer(p.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelHard()
+		case <-hard.Done():
+		}
+	})
+	if p.console != nil {
+		wg.Go(func() { p.runConsole(hard) })
+	}
+	if p.cfg.StatusInterval > 0 {
+		wg.Go(func() { p.statusLoop(hard) })
+	}
+
+	p.distributeLoop(hard)
+	p.awaitQuiet(hard)
+	close(p.stop)
+	if p.console != nil {
+		p.console.close()
+	}
+	p.writers.Wait()
+	p.countLeftovers()
+	cancelHard()
+	wg.Wait()
+	return nil
+}
+
+// startWriter launches d's writer under Run. Callers hold p.mu.
+func (p *Pool) startWriter(d *dest) {
+	if p.runCtx == nil {
+		return // Run will start it
+	}
+	ctx := p.runCtx
+	p.writers.Go(func() { p.runDest(ctx, d) })
+}
+
+// distributeLoop places batches from the incoming and retry queues until the
+// input is closed and drained.
+func (p *Pool) distributeLoop(ctx context.Context) {
+	r := newRouter(p)
+	defer r.stop()
+	for {
+		select {
+		case b := <-p.in:
+			r.place(ctx, b)
+		case b := <-p.retry:
+			n := b.Len()
+			r.place(ctx, b)
+			p.inflight.Add(-int64(n))
+		case <-p.inClosed:
+			for {
+				select {
+				case b := <-p.in:
+					r.place(ctx, b)
+				default:
+					return
+				}
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// awaitQuiet keeps re-placing retried batches after the input closed until
+// nothing is queued anywhere, or ctx (the drain deadline) ends.
+func (p *Pool) awaitQuiet(ctx context.Context) {
+	r := newRouter(p)
+	defer r.stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case b := <-p.retry:
+			n := b.Len()
+			r.place(ctx, b)
+			p.inflight.Add(-int64(n))
+			continue
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if p.quiet() {
+			return
+		}
+	}
+}
+
+func (p *Pool) quiet() bool {
+	if len(p.retry) > 0 || p.inflight.Load() > 0 {
+		return false
+	}
+	if p.console != nil && p.console.depth() > 0 {
+		return false
+	}
+	for _, d := range p.view.Load().dests {
+		if d.q.depth() > 0 || d.pending.Load() > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Pool) countLeftovers() {
+	var lost int
+	take := func(q *queue) {
+		for _, b := range q.popAll(nil) {
+			lost += b.Len()
+			b.Release()
+		}
+	}
+	for {
+		select {
+		case b := <-p.in:
+			lost += b.Len()
+			b.Release()
+			continue
+		case b := <-p.retry:
+			lost += b.Len()
+			b.Release()
+			continue
+		default:
+		}
+		break
+	}
+	for _, d := range p.view.Load().dests {
+		take(d.q)
+	}
+	if p.console != nil {
+		take(p.console)
+	}
+	if lost > 0 {
+		p.drops.add(DropShutdown, uint64(lost))
+		p.log.Error("points not delivered within the drain timeout", "n", lost, "drain_timeout", p.cfg.DrainTimeout)
+	}
+}
+
+// PutDest registers a destination at runtime. It fails, changing nothing,
+// when the destination is invalid or already registered.
+func (p *Pool) PutDest(spec string) error {
+	d, err := ParseDestination(spec)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.view.Load().dests
+	have := make([]Destination, len(cur))
+	for i, c := range cur {
+		have[i] = c.Destination
+	}
+	if err := checkDuplicate(have, d); err != nil {
+		return err
+	}
+	nd := p.newDest(d)
+	p.setView(append(cur[:len(cur):len(cur)], nd))
+	p.startWriter(nd)
+	p.log.Info("registered destination", "dest", d.Name)
+	return nil
+}
+
+// DelDest unregisters a destination. Its queued points are re-routed in
+// hash-route; in broadcast they are delivered if it is connected, otherwise
+// counted as dropped (dest_removed).
+func (p *Pool) DelDest(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.view.Load().dests
+	for i, d := range cur {
+		if d.Name != name {
+			continue
+		}
+		rest := append(append([]*dest(nil), cur[:i]...), cur[i+1:]...)
+		d.remove()
+		p.setView(rest)
+		if p.runCtx == nil {
+			d.q.close()
+		}
+		p.log.Info("unregistered destination", "dest", name)
+		return nil
+	}
+	return fmt.Errorf("destination %s is not registered", name)
+}
+
+// Route returns the destinations a metric name goes to now.
+func (p *Pool) Route(name string) []string {
+	v := p.view.Load()
+	if len(v.dests) == 0 {
+		return nil
+	}
+	if p.cfg.Mode == Broadcast {
+		out := make([]string, len(v.dests))
+		for i, d := range v.dests {
+			out[i] = d.Name
+		}
+		return out
+	}
+	t := v.live
+	if t == nil {
+		t = v.all
+	}
+	return []string{v.dests[t[position([]byte(name))]].Name}
+}
+
+// DestList is what getdest reports: destinations with a live connection, and
+// every registered destination with its registration time.
+type DestList struct {
+	Active     []string             `json:"active"`
+	Registered map[string]time.Time `json:"registered"`
+}
+
+// Destinations returns the current destination list.
+func (p *Pool) Destinations() DestList {
+	l := DestList{Active: []string{}, Registered: map[string]time.Time{}}
+	for _, d := range p.view.Load().dests {
+		if d.state.Load() == stateUp {
+			l.Active = append(l.Active, d.Name)
+		}
+		l.Registered[d.Name] = d.registered
+	}
+	return l
+}
+
+// IncomingDepth returns the batches waiting in the incoming queue and its capacity.
+func (p *Pool) IncomingDepth() (int, int) { return len(p.in), cap(p.in) }
+
+func (p *Pool) runConsole(ctx context.Context) {
+	var pending []*batch.Batch
+	for {
+		pending = p.console.popAll(pending[:0])
+		for _, b := range pending {
+			if _, err := p.cfg.Console.Write(b.Buf); err != nil {
+				p.log.Error("console write failed", "err", err)
+			}
+			p.consoleN.Add(uint64(b.Len()))
+			b.Release()
+		}
+		if len(pending) > 0 {
+			continue
+		}
+		if n, closed := p.console.state(); closed && n == 0 {
+			return
+		}
+		select {
+		case <-p.console.ready:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// backoff returns the delay before reconnect attempt n (1-based): doubling
+// from ReconnectMin up to ReconnectMax, with ±20% jitter.
+func (p *Pool) backoff(n int) time.Duration {
+	d := p.cfg.ReconnectMin
+	for i := 1; i < n && d < p.cfg.ReconnectMax; i++ {
+		d *= 2
+	}
+	d = min(d, p.cfg.ReconnectMax)
+	j := time.Duration(rand.Int64N(int64(d)/5 + 1))
+	if rand.IntN(2) == 0 {
+		return d - j
+	}
+	return d + j
+}

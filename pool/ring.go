@@ -1,0 +1,192 @@
+package pool
+
+import (
+	"crypto/md5"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Destination is one parsed `host:port[:instance]` destination. Name is the
+// string as configured; it identifies the destination in the API and stats.
+type Destination struct {
+	Name        string
+	Host        string // without IPv6 brackets
+	Port        int
+	Instance    string
+	HasInstance bool // false means Python's None, not ""
+}
+
+// Addr is the dial address.
+func (d Destination) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
+
+// nodeKey is carbon's Python text of the (host, instance) tuple.
+func (d Destination) nodeKey() string {
+	if !d.HasInstance {
+		return "('" + d.Host + "', None)"
+	}
+	return "('" + d.Host + "', '" + d.Instance + "')"
+}
+
+// ParseDestination parses `host:port[:instance]` or `[v6addr]:port[:instance]`
+// the way carbon does; the instance may itself contain ':'. Characters that
+// Python's repr would escape are refused so the hashed text is exact.
+func ParseDestination(s string) (Destination, error) {
+	d := Destination{Name: s}
+	bad := func(why string) (Destination, error) {
+		return Destination{}, fmt.Errorf("destination %q not valid: %s", s, why)
+	}
+	rest := s
+	if strings.HasPrefix(rest, "[") {
+		end := strings.IndexByte(rest, ']')
+		if end < 0 {
+			return bad("missing ']' after IPv6 address")
+		}
+		d.Host = rest[1:end]
+		rest = rest[end+1:]
+		if !strings.HasPrefix(rest, ":") {
+			return bad("want [addr]:port")
+		}
+		rest = rest[1:]
+	} else {
+		i := strings.IndexByte(rest, ':')
+		if i < 0 {
+			return bad("want host:port[:instance]")
+		}
+		d.Host, rest = rest[:i], rest[i+1:]
+	}
+	port := rest
+	if i := strings.IndexByte(rest, ':'); i >= 0 {
+		port, d.Instance, d.HasInstance = rest[:i], rest[i+1:], true
+	}
+	if d.Host == "" {
+		return bad("empty host")
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return bad("port must be a number from 1 to 65535")
+	}
+	d.Port = p
+	if !plainText(d.Host) || (d.HasInstance && !plainText(d.Instance)) {
+		return bad(`host and instance must be printable ASCII without quotes, backslashes or spaces`)
+	}
+	return d, nil
+}
+
+func plainText(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || c == '\'' || c == '"' || c == '\\' || c == ',' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseDestinations parses a comma-separated list, skipping empty items and
+// refusing duplicates: the same name, or the same (host, instance) node,
+// which carbon also refuses because it would hash identically.
+func ParseDestinations(list string) ([]Destination, error) {
+	var out []Destination
+	for item := range strings.SplitSeq(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		d, err := ParseDestination(item)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkDuplicate(out, d); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func checkDuplicate(have []Destination, d Destination) error {
+	for _, o := range have {
+		if o.Name == d.Name {
+			return fmt.Errorf("destination %s already registered", d.Name)
+		}
+		if o.nodeKey() == d.nodeKey() {
+			return fmt.Errorf("destination %s has the same host and instance as %s (give them distinct instances)", d.Name, o.Name)
+		}
+	}
+	return nil
+}
+
+const replicas = 100
+
+type ringEntry struct {
+	pos  uint32 // may exceed 65535 after collision bumps
+	node int    // index into the ring's destinations
+}
+
+// ring is carbon's ConsistentHashRing (carbon_ch): 100 points per node, node
+// text "('host', 'instance'):i" or "('host', None):i", MD5's first two bytes
+// as position, a taken position bumped by +1 in insertion order. It is
+// immutable once built.
+type ring struct {
+	entries []ringEntry // sorted by pos
+	n       int
+}
+
+func position(key []byte) uint32 {
+	sum := md5.Sum(key)
+	return uint32(sum[0])<<8 | uint32(sum[1])
+}
+
+func newRing(dests []Destination) *ring {
+	r := &ring{n: len(dests), entries: make([]ringEntry, 0, replicas*len(dests))}
+	taken := make(map[uint32]bool, replicas*len(dests))
+	var key []byte
+	for node, d := range dests {
+		base := d.nodeKey() + ":"
+		for i := range replicas {
+			key = strconv.AppendInt(append(key[:0], base...), int64(i), 10)
+			pos := position(key)
+			for taken[pos] {
+				pos++
+			}
+			taken[pos] = true
+			r.entries = append(r.entries, ringEntry{pos: pos, node: node})
+		}
+	}
+	slices.SortFunc(r.entries, func(a, b ringEntry) int { return int(a.pos) - int(b.pos) })
+	return r
+}
+
+// table precomputes, for every key position, the node that owns it among the
+// nodes for which alive reports true: the first live entry at or after the
+// position, wrapping around. This equals carbon removing the dead nodes'
+// entries from the ring. It returns nil when no node is alive.
+func (r *ring) table(alive func(node int) bool) *[65536]uint16 {
+	first := -1
+	for i, e := range r.entries {
+		if alive(e.node) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	t := new([65536]uint16)
+	// Walk positions downwards so each position learns the next live entry.
+	next := r.entries[first].node // wrap-around owner
+	ei := len(r.entries) - 1
+	for pos := 65535; pos >= 0; pos-- {
+		for ei >= 0 && int(r.entries[ei].pos) >= pos {
+			if alive(r.entries[ei].node) {
+				next = r.entries[ei].node
+			}
+			ei--
+		}
+		t[pos] = uint16(next)
+	}
+	return t
+}

@@ -1,0 +1,133 @@
+package pool
+
+import (
+	"context"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+// router places batches on destination queues. Each distributing goroutine
+// owns one; it is not safe for concurrent use.
+type router struct {
+	p    *Pool
+	out  []*batch.Batch // per-destination batches being built (hash-route)
+	tick *time.Ticker   // re-checks destination state while blocked
+}
+
+func newRouter(p *Pool) *router {
+	return &router{p: p, tick: time.NewTicker(100 * time.Millisecond)}
+}
+
+func (r *router) stop() { r.tick.Stop() }
+
+// place distributes b according to the mode and takes ownership of it.
+func (r *router) place(ctx context.Context, b *batch.Batch) {
+	p := r.p
+	v := p.view.Load()
+	if p.console != nil {
+		b.Retain(1)
+		if !p.console.push(ctx, b, func() bool { return false }, nil) { // policy: block
+			p.drops.add(DropShutdown, uint64(b.Len()))
+			b.Release()
+		}
+	}
+	if len(v.dests) == 0 {
+		if p.console == nil {
+			p.drops.add(DropNoDestination, uint64(b.Len()))
+		}
+		b.Release()
+		return
+	}
+	if p.cfg.Mode == Broadcast {
+		b.Retain(len(v.dests) - 1)
+		for _, d := range v.dests {
+			r.deliver(ctx, v, d, b)
+		}
+		return
+	}
+	t := v.live
+	if t == nil {
+		t = v.all
+	}
+	if cap(r.out) < len(v.dests) {
+		r.out = make([]*batch.Batch, len(v.dests))
+	}
+	out := r.out[:len(v.dests)]
+	for i := range b.Lines {
+		node := t[position(b.Name(i))]
+		if out[node] == nil {
+			out[node] = batch.Get()
+		}
+		out[node].AppendLine(b, i)
+	}
+	b.Release()
+	for node, ob := range out {
+		if ob != nil {
+			out[node] = nil
+			r.deliver(ctx, v, v.dests[node], ob)
+		}
+	}
+}
+
+// deliver queues b (owned) for d, blocking while d is healthy or being
+// reconnected, re-routing when a hash-route destination is dead or removed,
+// and counting a drop only when there is nowhere to keep the points.
+func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) {
+	p := r.p
+	for {
+		if d.q.tryPush(b) {
+			return
+		}
+		st := d.state.Load()
+		removed := d.isRemoved()
+		if p.cfg.Mode == HashRoute && (removed || st == stateDead) {
+			if p.view.Load() == v {
+				// The state changes under p.mu before the view is replaced:
+				// taking the lock waits for the new view.
+				p.mu.Lock()
+				p.mu.Unlock() //nolint:staticcheck // lock used as a barrier
+			}
+			nv := p.view.Load()
+			if nv.live != nil && nv != v && !nv.routesTo(d) {
+				r.place(ctx, b) // re-route among the live destinations
+				return
+			}
+			if removed {
+				p.drops.add(DropRemoved, uint64(b.Len()))
+				b.Release()
+				return
+			}
+		}
+		if removed {
+			p.drops.add(DropRemoved, uint64(b.Len()))
+			b.Release()
+			return
+		}
+		if st == stateDead || (p.cfg.Mode == Broadcast && st != stateUp) {
+			p.drops.add(DropDestDown, uint64(b.Len()))
+			d.dropped.Add(uint64(b.Len()))
+			b.Release()
+			return
+		}
+		giveUp := func() bool { return d.state.Load() != st || d.isRemoved() }
+		if d.q.push(ctx, b, giveUp, r.tick.C) { // policy: block (healthy or reconnecting)
+			return
+		}
+		if ctx.Err() != nil {
+			p.drops.add(DropShutdown, uint64(b.Len()))
+			b.Release()
+			return
+		}
+	}
+}
+
+// routesTo reports whether the live table of v can still send to d.
+func (v *view) routesTo(d *dest) bool {
+	for _, x := range v.dests {
+		if x == d {
+			return x.state.Load() != stateDead
+		}
+	}
+	return false
+}

@@ -1,0 +1,132 @@
+package pool
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"time"
+)
+
+// dropCounters counts dropped points by reason. Drops are off the hot path,
+// so a mutex-guarded map is enough.
+type dropCounters struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+func (c *dropCounters) add(reason string, n uint64) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]uint64{}
+	}
+	c.m[reason] += n
+	c.mu.Unlock()
+}
+
+func (c *dropCounters) snapshot() map[string]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]uint64, len(c.m))
+	maps.Copy(out, c.m)
+	return out
+}
+
+// DestStats is one destination's counters.
+type DestStats struct {
+	Name       string    `json:"name"`
+	State      string    `json:"state"`
+	Sent       uint64    `json:"sent"`
+	Dropped    uint64    `json:"dropped"`
+	Reconnects uint64    `json:"reconnects"`
+	QueueDepth int       `json:"queue_depth"`
+	QueueCap   int       `json:"queue_cap"`
+	InFlight   int64     `json:"in_flight"`
+	LastError  string    `json:"last_error,omitempty"`
+	Registered time.Time `json:"registered"`
+}
+
+// Stats is a snapshot of the pool's counters. Points are lines.
+type Stats struct {
+	Distribution  string            `json:"distribution"`
+	Received      uint64            `json:"received"`
+	Sent          uint64            `json:"sent"`
+	Dropped       map[string]uint64 `json:"dropped"`
+	Retried       uint64            `json:"retried"`
+	ConsoleOut    uint64            `json:"console_out,omitempty"`
+	IncomingDepth int               `json:"incoming_queue_depth"`
+	IncomingCap   int               `json:"incoming_queue_cap"`
+	RetryDepth    int               `json:"retry_queue_depth"`
+	Destinations  []DestStats       `json:"destinations"`
+}
+
+// Stats returns a snapshot of the counters.
+func (p *Pool) Stats() Stats {
+	s := Stats{
+		Distribution:  p.cfg.Mode.String(),
+		Received:      p.received.Load(),
+		Dropped:       p.drops.snapshot(),
+		Retried:       p.retried.Load(),
+		ConsoleOut:    p.consoleN.Load(),
+		IncomingDepth: len(p.in),
+		IncomingCap:   cap(p.in),
+		RetryDepth:    len(p.retry),
+		Destinations:  []DestStats{},
+	}
+	for _, d := range p.view.Load().dests {
+		ds := DestStats{
+			Name:       d.Name,
+			State:      stateNames[d.state.Load()],
+			Sent:       d.sent.Load(),
+			Dropped:    d.dropped.Load(),
+			Reconnects: d.reconnects.Load(),
+			QueueDepth: d.q.depth(),
+			QueueCap:   p.cfg.QueueCap,
+			InFlight:   d.pending.Load(),
+			Registered: d.registered,
+		}
+		if e := d.lastErr.Load(); e != nil && ds.State != "up" {
+			ds.LastError = *e
+		}
+		s.Sent += ds.Sent
+		s.Destinations = append(s.Destinations, ds)
+	}
+	return s
+}
+
+// statusLoop logs, every StatusInterval, destinations with queued points and
+// the points dropped since the last report, by reason: drops are summarised,
+// never logged one by one.
+func (p *Pool) statusLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.StatusInterval)
+	defer t.Stop()
+	last := map[string]uint64{}
+	for {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+		for _, d := range p.view.Load().dests {
+			n := d.q.depth() + int(d.pending.Load())
+			switch {
+			case n >= p.cfg.QueueCap:
+				p.log.Warn("destination queue full", "dest", d.Name, "n", n, "state", stateNames[d.state.Load()])
+			case n > 0:
+				p.log.Info("destination queue", "dest", d.Name, "n", n, "state", stateNames[d.state.Load()])
+			}
+		}
+		if n := len(p.retry); n > 0 {
+			p.log.Info("retry queue", "n", n)
+		}
+		now := p.drops.snapshot()
+		for reason, v := range now {
+			if d := v - last[reason]; d > 0 {
+				p.log.Warn("points dropped", "reason", reason, "n", d, "interval", p.cfg.StatusInterval)
+			}
+		}
+		last = now
+	}
+}
