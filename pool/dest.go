@@ -39,7 +39,7 @@ type dest struct {
 	removed    chan struct{}
 }
 
-func (d *dest) remove()          { d.removeOnce.Do(func() { close(d.removed) }) }
+func (d *dest) remove() { d.removeOnce.Do(func() { close(d.removed) }) }
 func (d *dest) isRemoved() bool {
 	select {
 	case <-d.removed:

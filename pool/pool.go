@@ -212,7 +212,6 @@ func (p *Pool) setView(dests []*dest) {
 	p.view.Store(v)
 }
 
-
 // Send hands b to the pool; the pool owns it afterwards. It blocks while the
 // incoming queue is full (policy: block, backpressure to the client) and
 // fails only when ctx ends first, in which case the caller still owns b.
