@@ -190,11 +190,13 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
 			}
 		}
 	})
+	idle := true
 	for {
 		if len(w.pending) == 0 {
 			w.pending = w.d.q.popAll(w.pending)
 			w.d.pending.Store(int64(w.pendingPoints()))
 			if len(w.pending) == 0 {
+				idle = true
 				select {
 				case <-w.d.q.ready:
 					continue
@@ -217,6 +219,10 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
 			return errPeerClose
 		default:
 		}
+		if idle && peerClosed(conn) {
+			return errPeerClose
+		}
+		idle = false
 		if err := w.writeOnce(conn); err != nil {
 			return err
 		}

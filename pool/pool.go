@@ -216,13 +216,14 @@ func (p *Pool) setView(dests []*dest) {
 // incoming queue is full (policy: block, backpressure to the client) and
 // fails only when ctx ends first, in which case the caller still owns b.
 func (p *Pool) Send(ctx context.Context, b *batch.Batch) error {
-	if b.Len() == 0 {
+	n := b.Len()
+	if n == 0 {
 		b.Release()
 		return nil
 	}
 	select {
 	case p.in <- b: // policy: block
-		p.received.Add(uint64(b.Len()))
+		p.received.Add(uint64(n))
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

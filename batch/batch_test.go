@@ -1,0 +1,271 @@
+package batch
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name, line string
+		level      Level
+		want       Reason
+		canonical  bool
+		metric     string
+	}{
+		{"plain", "a.b.c 1 1700000000", LevelCarbon, ReasonOK, true, "a.b.c"},
+		{"float value and ts", "a -1.5e3 1700000000.5", LevelCarbon, ReasonOK, true, "a"},
+		{"extra spaces", "a  1   2", LevelCarbon, ReasonOK, false, "a"},
+		{"tabs", "a\t1\t2", LevelCarbon, ReasonOK, false, "a"},
+		{"leading and trailing space", "  a 1 2  ", LevelCarbon, ReasonOK, false, "a"},
+		{"crlf", "a 1 2\r", LevelCarbon, ReasonOK, false, "a"},
+		{"tags", "cpu;host=a;dc=x 1 2", LevelCarbon, ReasonOK, true, "cpu;host=a;dc=x"},
+		{"utf8 name", "café.load 1 2", LevelCarbon, ReasonOK, true, "café.load"},
+		{"inf value", "a inf 2", LevelCarbon, ReasonOK, true, "a"},
+		{"Infinity value", "a -Infinity 2", LevelCarbon, ReasonOK, true, "a"},
+		{"empty", "", LevelCarbon, ReasonEmpty, false, ""},
+		{"whitespace", " \t \r", LevelCarbon, ReasonEmpty, false, ""},
+		{"one field", "a", LevelCarbon, ReasonFields, false, ""},
+		{"two fields", "a 1", LevelCarbon, ReasonFields, false, ""},
+		{"four fields", "a 1 2 3", LevelCarbon, ReasonFields, false, ""},
+		{"non-numeric value", "a x 2", LevelCarbon, ReasonValue, false, ""},
+		{"value dot only", "a . 2", LevelCarbon, ReasonValue, false, ""},
+		{"bad exponent", "a 1e 2", LevelCarbon, ReasonValue, false, ""},
+		{"nan", "a NaN 2", LevelCarbon, ReasonNaN, false, ""},
+		{"non-numeric ts", "a 1 now", LevelCarbon, ReasonTimestamp, false, ""},
+		{"nan ts", "a 1 nan", LevelCarbon, ReasonTimestamp, false, ""},
+		{"nul in name", "a\x00b 1 2", LevelCarbon, ReasonName, false, ""},
+		{"binary name", "a\xff\xfe 1 2", LevelCarbon, ReasonName, false, ""},
+		{"strict float ts", "a 1 2.5", LevelStrict, ReasonTimestamp, false, ""},
+		{"strict inf", "a inf 2", LevelStrict, ReasonValue, false, ""},
+		{"strict utf8 name", "café 1 2", LevelStrict, ReasonName, false, ""},
+		{"strict ok", "a.b 1.5 1700000000", LevelStrict, ReasonOK, true, "a.b"},
+		{"off passes garbage", "a x y z", LevelOff, ReasonOK, true, "a"},
+		{"off name after space", "  a x", LevelOff, ReasonOK, true, "a"},
+		{"off empty", "   ", LevelOff, ReasonEmpty, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, r := Parse([]byte(tc.line), tc.level)
+			if r != tc.want {
+				t.Fatalf("Parse(%q) reason = %v, want %v", tc.line, r, tc.want)
+			}
+			if r == ReasonOK && (p.Canonical != tc.canonical || string(p.Name) != tc.metric) {
+				t.Fatalf("Parse(%q) = name %q canonical %v, want %q %v", tc.line, p.Name, p.Canonical, tc.metric, tc.canonical)
+			}
+		})
+	}
+}
+
+// chunkReader returns its input a few bytes per Read, to split lines across
+// reads.
+type chunkReader struct {
+	data []byte
+	n    int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(c.n, len(p), len(c.data))
+	copy(p, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+func splitAll(t testing.TB, input string, chunk, maxLine, batchSize int) ([]string, Counts) {
+	sp := NewSplitter(LevelCarbon, maxLine)
+	defer sp.Release()
+	r := &chunkReader{data: []byte(input), n: chunk}
+	var got []string
+	b := Get()
+	collect := func() {
+		for i := range b.Lines {
+			line := b.Line(i)
+			if line[len(line)-1] != '\n' {
+				t.Fatalf("line without newline: %q", line)
+			}
+			got = append(got, string(line[:len(line)-1]))
+		}
+		b.Release()
+		b = Get()
+	}
+	for {
+		_, err := sp.Fill(r)
+		for sp.Next(b, batchSize) {
+			collect()
+		}
+		if err != nil {
+			sp.Final(b)
+			collect()
+			break
+		}
+	}
+	b.Release()
+	return got, sp.Counts
+}
+
+func TestSplitter(t *testing.T) {
+	long := strings.Repeat("x", 100) + " 1 2"
+	for _, tc := range []struct {
+		name     string
+		input    string
+		want     []string
+		rejected map[Reason]uint64
+	}{
+		{"lines", "a 1 2\nb 3 4\n", []string{"a 1 2", "b 3 4"}, nil},
+		{"final line without newline kept whole", "a 1 2\nb 3 4", []string{"a 1 2", "b 3 4"}, nil},
+		{"crlf normalised", "a 1 2\r\nb  3 4\r\n", []string{"a 1 2", "b 3 4"}, nil},
+		{"bad lines counted, stream continues", "\n \nx\na b c\nok 1 2\n", []string{"ok 1 2"},
+			map[Reason]uint64{ReasonEmpty: 2, ReasonFields: 1, ReasonValue: 1}},
+		{"too long line dropped, rest kept", "a 1 2\n" + long + "\nb 1 2\n", []string{"a 1 2", "b 1 2"},
+			map[Reason]uint64{ReasonTooLong: 1}},
+		{"too long final line", "a 1 2\n" + long, []string{"a 1 2"}, map[Reason]uint64{ReasonTooLong: 1}},
+		{"nul and binary", "a\x00 1 2\n\xff\xfe\x00\nc 1 2\n", []string{"c 1 2"},
+			map[Reason]uint64{ReasonName: 1, ReasonFields: 1}},
+	} {
+		for _, chunk := range []int{1, 3, 7, 4096} {
+			got, counts := splitAll(t, tc.input, chunk, 64, 2)
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("%s (chunk %d): got %q, want %q", tc.name, chunk, got, tc.want)
+			}
+			for r, n := range tc.rejected {
+				if counts.Rejected[r] != n {
+					t.Errorf("%s (chunk %d): rejected[%v] = %d, want %d", tc.name, chunk, r, counts.Rejected[r], n)
+				}
+			}
+			if counts.Accepted != uint64(len(tc.want)) {
+				t.Errorf("%s (chunk %d): accepted = %d, want %d", tc.name, chunk, counts.Accepted, len(tc.want))
+			}
+		}
+	}
+}
+
+func TestSplitterHugeLineWithoutNewline(t *testing.T) {
+	// 10 MiB without a newline, then a good line: memory stays bounded by
+	// the buffer and the good line survives.
+	input := "a 1 2\n" + strings.Repeat("z", 10<<20) + "\nb 1 2\n"
+	got, counts := splitAll(t, input, 64<<10, 16384, 100)
+	if strings.Join(got, "|") != "a 1 2|b 1 2" || counts.Rejected[ReasonTooLong] != 1 {
+		t.Fatalf("got %q, counts %+v", got, counts)
+	}
+}
+
+func TestSplitterBufferGrowsAndShrinks(t *testing.T) {
+	var buf bytes.Buffer
+	for range 5000 {
+		buf.WriteString("some.metric.name 12345 1700000000\n")
+	}
+	got, _ := splitAll(t, buf.String(), 64<<10, 16384, 100)
+	if len(got) != 5000 {
+		t.Fatalf("got %d lines, want 5000", len(got))
+	}
+}
+
+func TestBatchRefs(t *testing.T) {
+	b := Get()
+	b.Append([]byte("a 1 2\n"), 1)
+	b.Retain(2)
+	b.Release()
+	b.Release()
+	if b.Len() != 1 {
+		t.Fatal("batch recycled while still referenced")
+	}
+	b.Release()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("double release did not panic")
+		}
+	}()
+	b.Release()
+}
+
+func TestLinesFrom(t *testing.T) {
+	b := Get()
+	for _, l := range []string{"a 1 2\n", "bb 1 2\n", "ccc 1 2\n"} {
+		b.Append([]byte(l), strings.IndexByte(l, ' '))
+	}
+	rest, skipped := b.LinesFrom(len("a 1 2\n"))
+	if skipped != 1 || string(rest.Buf) != "bb 1 2\nccc 1 2\n" || string(rest.Name(1)) != "ccc" {
+		t.Fatalf("LinesFrom: skipped %d, rest %q", skipped, rest.Buf)
+	}
+	if LineBoundary(b.Buf, 9) != 6 {
+		t.Fatalf("LineBoundary = %d", LineBoundary(b.Buf, 9))
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"a 1 2", "a  1 2 ", "", "a nan 2", "a\x00 1 2", "café 1e5 1.5", "a -inf +3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		for _, lvl := range []Level{LevelCarbon, LevelStrict, LevelOff} {
+			p, r := Parse([]byte(line), lvl)
+			if r == ReasonOK && len(p.Name) == 0 {
+				t.Fatalf("accepted %q with an empty name", line)
+			}
+			if r == ReasonOK && lvl != LevelOff && bytes.ContainsAny(p.Name, " \t\n") {
+				t.Fatalf("name with whitespace from %q", line)
+			}
+		}
+	})
+}
+
+func FuzzSplitter(f *testing.F) {
+	f.Add("a 1 2\nb 3 4\n", 3)
+	f.Add("\n\n\r\n x y z\n", 1)
+	f.Fuzz(func(t *testing.T, input string, chunk int) {
+		if chunk < 1 || chunk > 1<<16 {
+			chunk = 1
+		}
+		got, counts := splitAll(t, input, chunk, 32, 3)
+		if uint64(len(got)) != counts.Accepted {
+			t.Fatalf("%d lines out, %d accepted", len(got), counts.Accepted)
+		}
+		for _, l := range got {
+			if _, r := Parse([]byte(l), LevelCarbon); r != ReasonOK || strings.ContainsAny(l, "\n\r") {
+				t.Fatalf("emitted invalid line %q", l)
+			}
+		}
+	})
+}
+
+func BenchmarkParse(b *testing.B) {
+	line := []byte("servers.web01.cpu.user.percent 12.5 1700000000")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		Parse(line, LevelCarbon)
+	}
+}
+
+func BenchmarkSplitter(b *testing.B) {
+	var buf bytes.Buffer
+	for i := range 10000 {
+		buf.WriteString("servers.web01.cpu.user.percent.")
+		buf.WriteByte(byte('a' + i%26))
+		buf.WriteString(" 12.5 1700000000\n")
+	}
+	data := buf.Bytes()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		sp := NewSplitter(LevelCarbon, 16384)
+		r := bytes.NewReader(data)
+		out := Get()
+		for {
+			_, err := sp.Fill(r)
+			for sp.Next(out, 100) {
+				out.Release()
+				out = Get()
+			}
+			if err != nil {
+				break
+			}
+		}
+		out.Release()
+		sp.Release()
+	}
+}

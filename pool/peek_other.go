@@ -1,0 +1,8 @@
+//go:build !unix
+
+package pool
+
+import "net"
+
+// peerClosed cannot peek on this platform; the read watchdog still notices.
+func peerClosed(net.Conn) bool { return false }
