@@ -131,6 +131,15 @@ func (s *Server) serve(conn net.Conn) {
 		reply += "\n"
 	}
 	io.WriteString(conn, reply)
+	if errors.Is(err, errTooLong) {
+		// Let the client finish sending (bounded) so that closing does not
+		// reset the connection before it reads the reply.
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(conn, 16<<20))
+	}
 }
 
 // Dispatch runs one command line and returns its reply.
@@ -139,7 +148,7 @@ func (s *Server) Dispatch(line string) string {
 	if cmd == "" {
 		return "Error: empty command (try help)"
 	}
-	cmd = strings.ToLower(cmd)
+	cmd = asciiLower(cmd)
 	if cmd == "help" {
 		return s.help()
 	}
@@ -185,4 +194,16 @@ func readLine(r io.Reader, max int) (string, error) {
 		}
 		return buf.String(), err
 	}
+}
+
+// asciiLower lowercases ASCII letters only, leaving other bytes (even
+// invalid UTF-8) as they are so that error replies echo what was sent.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

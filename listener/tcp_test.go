@@ -1,0 +1,194 @@
+package listener
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// collector is a SendFunc that records lines.
+type collector struct {
+	mu      sync.Mutex
+	lines   []string
+	changed chan struct{}
+}
+
+func newCollector() *collector { return &collector{changed: make(chan struct{}, 1)} }
+
+func (c *collector) send(_ context.Context, b *batch.Batch) error {
+	c.mu.Lock()
+	for i := range b.Lines {
+		l := b.Line(i)
+		c.lines = append(c.lines, string(l[:len(l)-1]))
+	}
+	c.mu.Unlock()
+	b.Release()
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *collector) waitFor(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		c.mu.Lock()
+		got := append([]string(nil), c.lines...)
+		c.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-c.changed:
+		case <-deadline:
+			t.Fatalf("got %d of %d lines: %q", len(got), n, got)
+		}
+	}
+}
+
+func startTCP(t *testing.T, send SendFunc) (*TCP, func()) {
+	t.Helper()
+	l, err := NewTCP(TCPConfig{Addr: "127.0.0.1:0", Send: send, Logger: quiet, MaxLine: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- l.Run(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	return l, stop
+}
+
+func dial(t *testing.T, l *TCP) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestHostileInput sends each bad input on its own connection followed by a
+// good line: the bad part is counted, the good line still arrives.
+func TestHostileInput(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		input  string
+		reason batch.Reason
+	}{
+		{"blank line", "\n", batch.ReasonEmpty},
+		{"whitespace", " \t \n", batch.ReasonEmpty},
+		{"one field", "just.a.name\n", batch.ReasonFields},
+		{"two fields", "a.b 1\n", batch.ReasonFields},
+		{"NaN", "a.b NaN 1700000000\n", batch.ReasonNaN},
+		{"non-numeric value", "a.b abc 1700000000\n", batch.ReasonValue},
+		{"non-numeric timestamp", "a.b 1 yesterday\n", batch.ReasonTimestamp},
+		{"NUL byte", "a\x00b 1 1700000000\n", batch.ReasonName},
+		{"binary", "\xff\xfe\xfd\x00\x01 1 2\n", batch.ReasonName},
+		{"over max length", strings.Repeat("x", 2000) + " 1 2\n", batch.ReasonTooLong},
+		{"10 MiB without newline", strings.Repeat("y", 10<<20) + "\n", batch.ReasonTooLong},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			col := newCollector()
+			l, stop := startTCP(t, col.send)
+			c := dial(t, l)
+			if _, err := io.WriteString(c, tc.input+"good.line 1 1700000000\n"); err != nil {
+				t.Fatal(err)
+			}
+			got := col.waitFor(t, 1)
+			c.Close()
+			stop()
+			if len(got) != 1 || got[0] != "good.line 1 1700000000" {
+				t.Fatalf("got %q", got)
+			}
+			if n := l.Rejected[tc.reason].Load(); n != 1 {
+				t.Fatalf("rejected[%v] = %d, want 1 (%v)", tc.reason, n, l.Rejections())
+			}
+		})
+	}
+}
+
+func TestAcceptedForms(t *testing.T) {
+	col := newCollector()
+	l, stop := startTCP(t, col.send)
+	c := dial(t, l)
+	io.WriteString(c, "a 1 2\r\nb  2\t3\ninf.v Inf 4\ntagged;k=v 1 5\nlast 9 9")
+	c.Close() // the final line has no newline: it is still delivered whole
+	got := col.waitFor(t, 5)
+	stop()
+	want := "a 1 2|b 2 3|inf.v Inf 4|tagged;k=v 1 5|last 9 9"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("got %q, want %q", strings.Join(got, "|"), want)
+	}
+}
+
+func TestConnectAndCloseAndManyClients(t *testing.T) {
+	col := newCollector()
+	l, stop := startTCP(t, col.send)
+	for range 50 {
+		c := dial(t, l)
+		c.Close()
+	}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "m"+strings.Repeat("x", i%7)+" 1 2\n")
+		})
+	}
+	wg.Wait()
+	col.waitFor(t, 200)
+	stop()
+	if s := l.Stats(); s.ConnsTotal != 250 || s.Accepted != 200 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestShutdownHandsOnWhatWasRead: lines sent before shutdown are handed on
+// even though the client keeps its connection open.
+func TestShutdownHandsOnWhatWasRead(t *testing.T) {
+	col := newCollector()
+	l, stop := startTCP(t, col.send)
+	c := dial(t, l)
+	defer c.Close()
+	var sb strings.Builder
+	for range 1000 {
+		sb.WriteString("shut.down 1 2\n")
+	}
+	io.WriteString(c, sb.String())
+	col.waitFor(t, 1)
+	stop()
+	if got := col.waitFor(t, 1000); len(got) != 1000 {
+		t.Fatalf("got %d of 1000", len(got))
+	}
+}
+
+func TestPortInUse(t *testing.T) {
+	col := newCollector()
+	l, stop := startTCP(t, col.send)
+	defer stop()
+	if _, err := NewTCP(TCPConfig{Addr: l.Addr().String(), Send: col.send}); err == nil {
+		t.Fatal("second bind on the same port succeeded")
+	}
+}
