@@ -397,7 +397,7 @@ func BenchmarkWritePath(b *testing.B) {
 				specs = append(specs, fmt.Sprintf("%s:%d", ln.Addr(), i))
 			}
 			ds, _ := ParseDestinations(strings.Join(specs, ","))
-			p, _ := New(Config{Mode: mode, Destinations: ds, Logger: quiet})
+			p, _ := New(Config{Mode: mode, Destinations: ds, Logger: quiet, IncomingCap: 64})
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
 			go func() { p.Run(ctx); close(done) }()

@@ -1,0 +1,56 @@
+# polymur — see README.md. `make demo` and `make test` are all a fresh
+# machine with Go needs.
+GO      ?= go
+BIN     ?= bin
+CMDS    := $(notdir $(wildcard cmd/*))
+
+# A real Consul agent for the tests, built from the Go module proxy through
+# the nested module in tools/consul and cached outside the repository.
+CONSUL_VERSION := 1.22.7
+CONSUL_CACHE   ?= $(HOME)/.cache/polymur/consul-$(CONSUL_VERSION)
+CONSUL         := $(CONSUL_CACHE)/consul
+
+FUZZTIME ?= 30s
+
+.PHONY: all demo test check bench fuzz fuzz-smoke clean consul FORCE
+
+all: $(CMDS:%=$(BIN)/%)
+
+$(BIN)/%: FORCE
+	$(GO) build -trimpath -o $@ ./cmd/$*
+
+demo: $(BIN)/polymur
+	$(GO) run ./demo -bin $(BIN)
+
+consul: $(CONSUL)
+
+$(CONSUL):
+	@echo "building Consul $(CONSUL_VERSION) for the tests (first time only, several minutes) into $(CONSUL_CACHE)"
+	mkdir -p $(CONSUL_CACHE)
+	$(GO) build -C tools/consul -trimpath -ldflags='-s -w' -o $(CONSUL) github.com/hashicorp/consul
+
+test: consul
+	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=3s
+
+check:
+	@out=$$(gofmt -l . | grep -v '^tools/'); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed; skipped"; fi
+	$(MAKE) --no-print-directory test
+
+# Every fuzz target, FUZZTIME each.
+FUZZ_TARGETS := batch:FuzzParse batch:FuzzSplitter pool:FuzzRing api:FuzzDispatch
+fuzz-smoke fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test ./$$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) >/tmp/polymur-fuzz.log 2>&1 || { cat /tmp/polymur-fuzz.log; exit 1; }; \
+		tail -n 1 /tmp/polymur-fuzz.log; \
+	done
+
+bench: all
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN)

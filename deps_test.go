@@ -1,0 +1,49 @@
+package polymur_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportRules enforces DESIGN.md's import DAG: library packages never
+// import each other sideways (they meet through funcs that cmd/ wires), all
+// may use batch, and only keysync reaches Consul.
+func TestImportRules(t *testing.T) {
+	const mod = "github.com/polymur/polymur/"
+	library := []string{"listener", "pool", "output", "api", "keysync", "runstats"}
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg, deps := strings.TrimPrefix(fields[0], mod), fields[1:]
+		for _, dep := range deps {
+			d := strings.TrimPrefix(dep, mod)
+			if strings.HasPrefix(dep, "github.com/hashicorp/consul/api") && pkg != "keysync" && !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "internal/testutil") {
+				t.Errorf("%s imports Consul; only keysync may", pkg)
+			}
+			if !strings.HasPrefix(dep, mod) {
+				continue
+			}
+			switch {
+			case pkg == "batch":
+				t.Errorf("batch is the leaf package but imports %s", d)
+			case contains(library, pkg) && contains(library, d):
+				t.Errorf("%s imports its sibling %s; declare a func or interface and wire it in cmd/", pkg, d)
+			case contains(library, pkg) && strings.HasPrefix(d, "internal/") && d != "internal/testutil":
+				t.Errorf("library package %s imports %s", pkg, d)
+			}
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
