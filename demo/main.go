@@ -32,9 +32,9 @@ func main() {
 
 // sink is a Graphite destination that keeps what it receives.
 type sink struct {
-	name string
-	ln   net.Listener
-	addr string
+	name  string
+	ln    net.Listener
+	addr  string
 	mu    sync.Mutex
 	got   []string
 	conns map[net.Conn]bool
