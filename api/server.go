@@ -77,6 +77,9 @@ func New(cfg Config) (*Server, error) {
 // Addr returns the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Close releases the socket of a server that will not Run.
+func (s *Server) Close() error { return s.ln.Close() }
+
 // Run serves until ctx ends, then waits for connections in progress.
 func (s *Server) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })

@@ -42,8 +42,14 @@ type Splitter struct {
 	big        bool
 	lastN      int
 
+	prefix []byte // prepended to every accepted line's name
+
 	Counts Counts
 }
+
+// SetPrefix makes the splitter prepend p to every accepted metric name
+// (polymur-gateway's -key-prefix).
+func (s *Splitter) SetPrefix(p string) { s.prefix = []byte(p) }
 
 // NewSplitter returns a splitter that rejects lines longer than maxLine
 // bytes (excluding the newline).
@@ -162,6 +168,19 @@ func (s *Splitter) take(out *Batch, line []byte) {
 		return
 	}
 	s.Counts.Accepted++
+	if len(s.prefix) > 0 {
+		off := len(out.Buf)
+		out.Buf = append(out.Buf, s.prefix...)
+		if p.Canonical {
+			out.Buf = append(out.Buf, bytes.TrimLeft(line, " \t\r\v\f")...)
+			out.Buf = append(out.Buf, '\n')
+		} else {
+			out.Buf = append(append(append(append(append(out.Buf, p.Name...), ' '), p.Value...), ' '), p.TS...)
+			out.Buf = append(out.Buf, '\n')
+		}
+		out.Lines = append(out.Lines, Line{Off: uint32(off), NameLen: uint32(len(s.prefix) + len(p.Name)), Len: uint32(len(out.Buf) - off)})
+		return
+	}
 	if p.Canonical {
 		off := len(out.Buf)
 		out.Buf = append(out.Buf, line...)

@@ -1,0 +1,267 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/runstats"
+)
+
+// RelayFlags are the flags polymur and polymur-gateway share: the pool, the
+// control API, runstats, self-metrics, validation and logging.
+type RelayFlags struct {
+	APIAddr, StatAddr        string
+	OutgoingCap, IncomingCap int
+	ConsoleOut               bool
+	Destinations             string
+	MetricsFlush             int
+	Distribution             string
+	DrainTimeout             time.Duration
+	MaxLine                  int
+	Validation               string
+	ReconnectMax             time.Duration
+	WriteTimeout             time.Duration
+	DeadAfter                int
+	LogLevel, LogFormat      string
+
+	// Filled by Check.
+	Mode  pool.Mode
+	Dests []pool.Destination
+	Level batch.Level
+}
+
+// Register defines the shared flags on fs with the seeds' names and defaults.
+func (f *RelayFlags) Register(fs *flag.FlagSet) {
+	fs.StringVar(&f.APIAddr, "api-addr", "localhost:2030", "API listen address (empty disables)")
+	fs.StringVar(&f.StatAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
+	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
+	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
+	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
+	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
+	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
+	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route")
+	fs.DurationVar(&f.DrainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM/SIGINT, time allowed to deliver what was already received")
+	fs.IntVar(&f.MaxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
+	fs.StringVar(&f.Validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
+	fs.DurationVar(&f.ReconnectMax, "reconnect-max", 10*time.Second, "Longest wait between reconnect attempts (backoff starts at 250ms)")
+	fs.IntVar(&f.DeadAfter, "dead-after", 3, "Failed reconnects before a hash-route destination's share is re-routed to the others")
+	fs.DurationVar(&f.WriteTimeout, "write-timeout", 30*time.Second, "A destination that accepts no data for this long is reconnected")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "Log level: debug, info, warn, error")
+	fs.StringVar(&f.LogFormat, "log-format", "text", "Log format: text or json")
+}
+
+// Check validates the shared flags and parses enums and destinations.
+func (f *RelayFlags) Check() error {
+	var err error
+	if f.Mode, err = pool.ParseMode(f.Distribution); err != nil {
+		return fmt.Errorf("-distribution: %w", err)
+	}
+	if f.Level, err = batch.ParseLevel(f.Validation); err != nil {
+		return fmt.Errorf("-validation: %w", err)
+	}
+	if f.Dests, err = pool.ParseDestinations(f.Destinations); err != nil {
+		return fmt.Errorf("-destinations: %w", err)
+	}
+	return Require(
+		Rule{"-outgoing-queue-cap must be at least 1", f.OutgoingCap >= 1},
+		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
+		Rule{"-metrics-flush must be 0 or more seconds", f.MetricsFlush >= 0},
+		Rule{"-drain-timeout must be positive", f.DrainTimeout > 0},
+		Rule{"-max-line-length must be from 16 to 16777216", f.MaxLine >= 16 && f.MaxLine <= 1<<24},
+		Rule{"-reconnect-max must be at least 250ms", f.ReconnectMax >= 250*time.Millisecond},
+		Rule{"-dead-after must be at least 1", f.DeadAfter >= 1},
+		Rule{"-write-timeout must be positive", f.WriteTimeout > 0},
+	)
+}
+
+// Rule is one range check of a flag value.
+type Rule struct {
+	Msg string
+	OK  bool
+}
+
+// Require returns the first failed rule as an error.
+func Require(rules ...Rule) error {
+	for _, r := range rules {
+		if !r.OK {
+			return errors.New(r.Msg)
+		}
+	}
+	return nil
+}
+
+// PoolConfig is the pool configuration the flags describe.
+func (f *RelayFlags) PoolConfig() pool.Config {
+	return pool.Config{
+		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
+		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
+	}
+}
+
+// Relay is a pool with its control API, runstats port, status log and
+// self-metrics: what polymur and polymur-gateway have in common.
+type Relay struct {
+	Log   *slog.Logger
+	Pool  *pool.Pool
+	Addrs map[string]string // bound addresses by role, for tests and logs
+
+	name    string
+	flags   *RelayFlags
+	start   time.Time
+	lat     *runstats.Latency
+	servers []*api.Server
+	intake  Intake
+}
+
+// Intake is what a relay's listener reports to the status log and to the
+// stats: accepted lines and rejected lines by reason.
+type Intake struct {
+	Accepted func() uint64
+	Rejected func() map[string]uint64
+	Stats    func() any // the listener's own stats, under "listener"
+}
+
+// NewRelay builds the pool and binds the API and runstats ports. extra adds
+// daemon-specific sections to the API's stats.
+func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in Intake, extra func() map[string]any) (*Relay, error) {
+	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}}
+	pc := f.PoolConfig()
+	pc.Logger, pc.ObserveWrite = log, r.lat.Observe
+	if f.ConsoleOut {
+		pc.Console = stdout
+	}
+	p, err := pool.New(pc)
+	if err != nil {
+		return nil, err
+	}
+	r.Pool = p
+	if f.APIAddr != "" {
+		srv, err := api.New(api.Config{Addr: f.APIAddr, Name: "API", Logger: log, Commands: api.ControlCommands(api.Control{
+			PutDest: p.PutDest, DelDest: p.DelDest, Route: p.Route,
+			GetDest: func() any { return p.Destinations() },
+			Stats: func() any {
+				s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
+					"listener": in.Stats(), "pool": p.Stats(), "write_latency": r.lat.Summary()}
+				if extra != nil {
+					for k, v := range extra() {
+						s[k] = v
+					}
+				}
+				return s
+			},
+		})})
+		if err != nil {
+			return nil, fmt.Errorf("-api-addr: %w", err)
+		}
+		r.servers, r.Addrs["api"] = append(r.servers, srv), srv.Addr().String()
+	}
+	if f.StatAddr != "" {
+		srv, err := StatServer(f.StatAddr, r.start, log)
+		if err != nil {
+			r.Close()
+			return nil, err
+		}
+		r.servers, r.Addrs["stat"] = append(r.servers, srv), srv.Addr().String()
+	}
+	r.intake = in
+	return r, nil
+}
+
+// Close releases the relay's sockets when it will not Run (a later start
+// step failed).
+func (r *Relay) Close() {
+	for _, srv := range r.servers {
+		srv.Close()
+	}
+}
+
+// StatServer binds the runstats port (`stats` → runtime JSON).
+func StatServer(addr string, start time.Time, log *slog.Logger) (*api.Server, error) {
+	srv, err := api.New(api.Config{Addr: addr, Name: "runstats", Logger: log, Commands: map[string]api.Handler{
+		"stats": func(string) string { return runstats.Snapshot(start).JSON() }}})
+	if err != nil {
+		return nil, fmt.Errorf("-stat-addr: %w", err)
+	}
+	return srv, nil
+}
+
+// Run runs producers (the listeners), the pool and the side servers until
+// ctx ends; then the producers stop, the pool drains, and Run returns.
+func (r *Relay) Run(ctx context.Context, producers ...func(context.Context) error) error {
+	g, gctx := errgroup.WithContext(ctx)
+	rate := &runstats.Rate{Count: r.intake.Accepted}
+	var prod errgroup.Group
+	for _, p := range producers {
+		prod.Go(func() error { return p(gctx) })
+	}
+	if r.flags.MetricsFlush > 0 {
+		prod.Go(func() error {
+			runstats.Flush(gctx, r.Log, time.Duration(r.flags.MetricsFlush)*time.Second, runstats.Prefix(r.name),
+				r.selfMetrics(rate), r.Pool.Send)
+			return nil
+		})
+	}
+	g.Go(func() error { defer r.Pool.CloseInput(); return prod.Wait() })
+	g.Go(func() error { return r.Pool.Run(gctx) })
+	for _, srv := range r.servers {
+		g.Go(func() error { return srv.Run(gctx) })
+	}
+	g.Go(func() error {
+		runstats.LogRates(gctx, r.Log, rate, 5*time.Second, nil)
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		r.Log.Info("shutting down: no new connections, delivering queued points", "drain_timeout", r.flags.DrainTimeout)
+		return nil
+	})
+	err := g.Wait()
+	s := r.Pool.Stats()
+	r.Log.Info("stopped", "received", s.Received, "sent", s.Sent, "dropped", s.Dropped)
+	return err
+}
+
+// selfMetrics gathers what -metrics-flush sends, with the original's names
+// (runtime.*, rate, incoming-queue.*, outgoing-queue.<dest>.*) plus the
+// pipeline counters.
+func (r *Relay) selfMetrics(rate *runstats.Rate) func() []runstats.Metric {
+	return func() []runstats.Metric {
+		var ms []runstats.Metric
+		for k, v := range runstats.MemFields() {
+			ms = append(ms, runstats.Int("runtime."+k, v))
+		}
+		ms = append(ms, runstats.Float("rate", rate.Last()))
+		s := r.Pool.Stats()
+		ms = append(ms,
+			runstats.Int("incoming-queue.current-size", uint64(s.IncomingDepth)),
+			runstats.Int("incoming-queue.limit", uint64(s.IncomingCap)),
+			runstats.Int("received", s.Received),
+			runstats.Int("sent", s.Sent),
+			runstats.Int("retried", s.Retried))
+		for reason, n := range s.Dropped {
+			ms = append(ms, runstats.Int("dropped."+reason, n))
+		}
+		for reason, n := range r.intake.Rejected() {
+			ms = append(ms, runstats.Int("rejected."+reason, n))
+		}
+		for _, d := range s.Destinations {
+			name := "outgoing-queue." + runstats.Sanitize(d.Name)
+			ms = append(ms,
+				runstats.Int(name+".current-size", uint64(d.QueueDepth)),
+				runstats.Int(name+".limit", uint64(d.QueueCap)),
+				runstats.Int(name+".sent", d.Sent),
+				runstats.Int(name+".dropped", d.Dropped))
+		}
+		return ms
+	}
+}

@@ -1,0 +1,185 @@
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// ConsulVersion is the agent `make consul` builds from tools/consul.
+const ConsulVersion = "1.22.7"
+
+// ConsulBinary finds the real Consul agent: $POLYMUR_CONSUL_BIN, then the
+// cache `make consul` fills, then PATH. Without one the test is skipped —
+// except under CI=true, where it fails, so a green CI always means the real
+// Consul tests ran.
+func ConsulBinary(t testing.TB) string {
+	t.Helper()
+	candidates := []string{os.Getenv("POLYMUR_CONSUL_BIN")}
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".cache", "polymur", "consul-"+ConsulVersion, "consul"))
+	}
+	if p, err := exec.LookPath("consul"); err == nil {
+		candidates = append(candidates, p)
+	}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c
+		}
+	}
+	msg := "no Consul agent: run `make consul` (builds Consul " + ConsulVersion + " into ~/.cache/polymur) or set POLYMUR_CONSUL_BIN"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// Consul is a real single-node Consul server on loopback with its data on
+// disk, so that it can be stopped and started again with its keys intact.
+type Consul struct {
+	t       testing.TB
+	bin     string
+	dir     string
+	ports   [4]int // http, serf-lan, serf-wan, server
+	Addr    string // host:port of the HTTP API
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	exited  chan struct{}
+	stopped bool
+}
+
+// StartConsul starts an agent and waits until it has a leader.
+func StartConsul(t testing.TB) *Consul {
+	t.Helper()
+	c := &Consul{t: t, bin: ConsulBinary(t), dir: t.TempDir()}
+	for i := range c.ports {
+		c.ports[i] = freePort(t)
+	}
+	c.Addr = fmt.Sprintf("127.0.0.1:%d", c.ports[0])
+	c.Start()
+	t.Cleanup(c.Stop)
+	return c
+}
+
+func freePort(t testing.TB) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Start (re)starts the agent on its ports and waits for a leader.
+func (c *Consul) Start() {
+	c.t.Helper()
+	c.mu.Lock()
+	args := []string{"agent", "-server", "-bootstrap-expect=1", "-data-dir", c.dir, "-node", "polymur-test",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1", "-advertise", "127.0.0.1",
+		"-http-port", fmt.Sprint(c.ports[0]), "-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
+		"-serf-lan-port", fmt.Sprint(c.ports[1]), "-serf-wan-port", fmt.Sprint(c.ports[2]),
+		"-server-port", fmt.Sprint(c.ports[3]), "-log-level", "warn", "-disable-host-node-id",
+		"-hcl", `performance { raft_multiplier = 1 }`}
+	c.cmd = exec.Command(c.bin, args...)
+	c.log = &bytes.Buffer{}
+	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
+	if err := c.cmd.Start(); err != nil {
+		c.mu.Unlock()
+		c.t.Fatalf("start consul: %v", err)
+	}
+	c.exited = make(chan struct{})
+	cmd, exited := c.cmd, c.exited
+	go func() { cmd.Wait(); close(exited) }()
+	c.stopped = false
+	c.mu.Unlock()
+
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			c.t.Fatalf("consul exited at start:\n%s", c.log)
+		default:
+		}
+		if leader(c.Addr) && c.kvWorks() {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("consul on %s has no leader after 60s:\n%s", c.Addr, c.log)
+}
+
+func leader(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/v1/status/leader")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == 200 && len(strings.Trim(string(b), "\" \n")) > 0
+}
+
+// kvWorks checks the KV store answers (the leader can need a moment).
+func (c *Consul) kvWorks() bool {
+	resp, err := http.Get("http://" + c.Addr + "/v1/kv/polymur-test-probe")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == 404 || resp.StatusCode == 200
+}
+
+// Stop stops the agent (its data stays for Start).
+func (c *Consul) Stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || c.cmd == nil {
+		return
+	}
+	c.stopped = true
+	c.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-c.exited:
+	case <-time.After(20 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+// Put writes a raw KV entry (value may be anything, even empty or binary).
+func (c *Consul) Put(key string, value []byte) {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+c.Addr+"/v1/kv/"+key, bytes.NewReader(value))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		c.t.Fatalf("PUT %s: %s", key, resp.Status)
+	}
+}
+
+// Delete removes a KV entry.
+func (c *Consul) Delete(key string) {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+c.Addr+"/v1/kv/"+key, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	resp.Body.Close()
+}

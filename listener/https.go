@@ -1,0 +1,385 @@
+package listener
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+// IngestConfig configures the gateway's HTTP(S) batch ingest. Zero values
+// take the defaults.
+type IngestConfig struct {
+	// Lookup maps an API key to its name; ok is false for unknown keys.
+	Lookup func(key string) (name string, ok bool)
+	// Send hands an accepted request's lines on, as one batch.
+	Send      SendFunc
+	Level     batch.Level
+	MaxLine   int  // default 16384
+	KeyPrefix bool // prepend "<keyname>." to every metric name
+	// MaxBody caps the compressed request body; default 16 MiB.
+	MaxBody int64
+	// MaxDecoded caps the decompressed body (gzip bombs); default 64 MiB.
+	MaxDecoded int64
+	// QueueWait is how long a request may wait for room in the pipeline
+	// before it is answered 503 (the proxy then retries); default 2s.
+	QueueWait time.Duration
+	// MaxInFlight bounds requests being decoded at once; more get 503.
+	MaxInFlight int // default 64
+	Logger      *slog.Logger
+}
+
+// Ingest serves POST /ingest and /ping. A request's lines are accepted
+// whole (200 once all are in the pipeline queue) or refused whole (4xx/5xx,
+// nothing forwarded). Safe for concurrent use.
+type Ingest struct {
+	cfg IngestConfig
+	log *slog.Logger
+	sem chan struct{}
+
+	Counters                // lines of accepted requests
+	bytesIn, bytesOut       atomic.Uint64
+	statusMu                sync.Mutex
+	status                  map[int]uint64
+	byKey                   map[string]uint64
+	lastAuthLog, lastBadLog atomic.Int64
+}
+
+// NewIngest validates cfg.
+func NewIngest(cfg IngestConfig) (*Ingest, error) {
+	if cfg.Lookup == nil || cfg.Send == nil {
+		return nil, errors.New("listener: Lookup and Send are required")
+	}
+	if cfg.MaxLine == 0 {
+		cfg.MaxLine = 16384
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 16 << 20
+	}
+	if cfg.MaxDecoded == 0 {
+		cfg.MaxDecoded = 64 << 20
+	}
+	if cfg.QueueWait == 0 {
+		cfg.QueueWait = 2 * time.Second
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 64
+	}
+	if cfg.MaxBody < 1 || cfg.MaxDecoded < 1 || cfg.MaxLine < 1 || cfg.MaxInFlight < 1 {
+		return nil, errors.New("listener: ingest limits must be positive")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Ingest{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInFlight),
+		status: map[int]uint64{}, byKey: map[string]uint64{}}, nil
+}
+
+// Handler returns the ingest routes.
+func (h *Ingest) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ingest", h.ingest)
+	mux.HandleFunc("/ping", h.ping)
+	return mux
+}
+
+// IngestStats is a snapshot of the ingest counters.
+type IngestStats struct {
+	Requests      map[int]uint64    `json:"requests_by_status"`
+	BatchesByKey  map[string]uint64 `json:"batches_by_key"`
+	LinesAccepted uint64            `json:"lines_accepted"`
+	LinesRejected map[string]uint64 `json:"lines_rejected"`
+	BytesIn       uint64            `json:"bytes_compressed"`
+	BytesOut      uint64            `json:"bytes_decompressed"`
+}
+
+// Stats returns a snapshot of the counters.
+func (h *Ingest) Stats() IngestStats {
+	h.statusMu.Lock()
+	st := IngestStats{Requests: make(map[int]uint64, len(h.status)), BatchesByKey: make(map[string]uint64, len(h.byKey))}
+	for k, v := range h.status {
+		st.Requests[k] = v
+	}
+	for k, v := range h.byKey {
+		st.BatchesByKey[k] = v
+	}
+	h.statusMu.Unlock()
+	st.LinesAccepted, st.LinesRejected = h.Accepted.Load(), h.Rejections()
+	st.BytesIn, st.BytesOut = h.bytesIn.Load(), h.bytesOut.Load()
+	return st
+}
+
+func (h *Ingest) reply(w http.ResponseWriter, code int, body string) {
+	h.statusMu.Lock()
+	h.status[code]++
+	h.statusMu.Unlock()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+}
+
+// ClientLabel names the client for logs: the first X-Forwarded-For address
+// (the gateway usually sits behind a load balancer), else the peer address.
+// It is never used for authorisation.
+func ClientLabel(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		first, _, _ := strings.Cut(xff, ",")
+		if first = strings.TrimSpace(first); first != "" {
+			return first
+		}
+	}
+	return r.RemoteAddr
+}
+
+// every reports whether at least a second passed since *last (and moves it),
+// to rate-limit repetitive log lines.
+func every(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(time.Second) && last.CompareAndSwap(prev, now)
+}
+
+func (h *Ingest) auth(w http.ResponseWriter, r *http.Request) (string, bool) {
+	name, ok := h.cfg.Lookup(strings.TrimSpace(r.Header.Get("X-Polymur-Key")))
+	if !ok {
+		if every(&h.lastAuthLog) {
+			h.log.Warn("invalid API key", "client", ClientLabel(r), "path", r.URL.Path)
+		}
+		h.reply(w, http.StatusUnauthorized, "invalid key")
+	}
+	return name, ok
+}
+
+func (h *Ingest) ping(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodPost, http.MethodHead:
+	default:
+		w.Header().Set("Allow", "GET, POST, HEAD")
+		h.reply(w, http.StatusMethodNotAllowed, "method not allowed\n")
+		return
+	}
+	if name, ok := h.auth(w, r); ok {
+		h.log.Info("key is valid", "client", ClientLabel(r), "key", name)
+		h.reply(w, http.StatusOK, "key is valid\n")
+	}
+}
+
+var errTooBig = errors.New("decompressed body too large")
+
+// capReader fails once more than n bytes were read.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n < 0 {
+		return 0, errTooBig
+	}
+	if int64(len(p)) > c.n+1 {
+		p = p[:c.n+1]
+	}
+	n, err := c.r.Read(p)
+	c.n -= int64(n)
+	if c.n < 0 {
+		return n, errTooBig
+	}
+	return n, err
+}
+
+func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		h.reply(w, http.StatusMethodNotAllowed, "method not allowed: POST gzip batches\n")
+		return
+	}
+	name, ok := h.auth(w, r)
+	if !ok {
+		return
+	}
+	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
+	case "", "gzip", "x-gzip": // the original proxy sends no Content-Encoding
+	default:
+		h.reply(w, http.StatusUnsupportedMediaType, "body must be gzip\n")
+		return
+	}
+	select {
+	case h.sem <- struct{}{}:
+		defer func() { <-h.sem }()
+	default:
+		h.reply(w, http.StatusServiceUnavailable, "too many requests in flight, retry\n")
+		return
+	}
+	b, counts, n, code, msg := h.decode(w, r, name)
+	if code != http.StatusOK {
+		if every(&h.lastBadLog) {
+			h.log.Warn("batch refused", "client", ClientLabel(r), "key", name, "status", code, "reason", strings.TrimSpace(msg))
+		}
+		h.reply(w, code, msg)
+		return
+	}
+	if b.Len() > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueueWait)
+		err := h.cfg.Send(ctx, b) // policy: block up to QueueWait, then 503
+		cancel()
+		if err != nil {
+			b.Release()
+			h.reply(w, http.StatusServiceUnavailable, "pipeline full, retry\n")
+			return
+		}
+	} else {
+		b.Release() // nothing valid: never forward an empty batch
+	}
+	h.fold(counts)
+	h.bytesIn.Add(uint64(n.in))
+	h.bytesOut.Add(uint64(n.out))
+	h.statusMu.Lock()
+	h.byKey[name]++
+	h.statusMu.Unlock()
+	h.log.Debug("batch received", "client", ClientLabel(r), "key", name, "n", counts.Accepted)
+	h.reply(w, http.StatusOK, "Batch Received\n")
+}
+
+type sizes struct{ in, out int64 }
+
+// countReader counts bytes read.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decode reads the whole gzip body into one batch. On any failure nothing
+// is kept and the status says why.
+func (h *Ingest) decode(w http.ResponseWriter, r *http.Request, name string) (*batch.Batch, *batch.Counts, sizes, int, string) {
+	body := &countReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)}
+	fail := func(err error) (*batch.Batch, *batch.Counts, sizes, int, string) {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes\n", h.cfg.MaxBody)
+		case errors.Is(err, errTooBig):
+			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body larger than %d bytes\n", h.cfg.MaxDecoded)
+		case errors.Is(err, io.EOF) && body.n == 0:
+			return nil, nil, sizes{}, http.StatusBadRequest, "empty body: want gzip of newline-terminated lines\n"
+		case errors.Is(err, gzip.ErrHeader):
+			return nil, nil, sizes{}, http.StatusBadRequest, "body is not gzip\n"
+		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+			return nil, nil, sizes{}, http.StatusBadRequest, "truncated gzip body\n"
+		}
+		return nil, nil, sizes{}, http.StatusBadRequest, "malformed gzip body: " + err.Error() + "\n"
+	}
+	zr, err := gzip.NewReader(body)
+	if err != nil {
+		return fail(err)
+	}
+	defer zr.Close()
+	sp := batch.NewSplitter(h.cfg.Level, h.cfg.MaxLine)
+	defer sp.Release()
+	if h.cfg.KeyPrefix {
+		sp.SetPrefix(name + ".")
+	}
+	decoded := &capReader{r: zr, n: h.cfg.MaxDecoded}
+	b := batch.Get()
+	var out int64
+	for {
+		n, err := sp.Fill(decoded)
+		out += int64(n)
+		sp.Next(b, math.MaxInt)
+		if errors.Is(err, io.EOF) {
+			sp.Final(b)
+			break
+		}
+		if err != nil {
+			b.Release()
+			return fail(err)
+		}
+	}
+	counts := sp.Counts
+	return b, &counts, sizes{in: body.n, out: out}, http.StatusOK, ""
+}
+
+// HTTPServer serves a handler on one bound address, over TLS when a
+// certificate is given, with every timeout set.
+type HTTPServer struct {
+	ln    net.Listener
+	srv   *http.Server
+	grace time.Duration
+	log   *slog.Logger
+	name  string
+}
+
+// NewHTTPServer binds addr. With certFile and keyFile it serves HTTPS (and
+// HTTP/2); the files are read now so that a bad certificate fails at start.
+func NewHTTPServer(name, addr, certFile, keyFile string, h http.Handler, grace time.Duration, log *slog.Logger) (*HTTPServer, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	var tlsConf *tls.Config
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		srv.TLSConfig = tlsConf
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	return &HTTPServer{ln: ln, srv: srv, grace: grace, log: log, name: name}, nil
+}
+
+// Addr returns the bound address.
+func (s *HTTPServer) Addr() net.Addr { return s.ln.Addr() }
+
+// Run serves until ctx ends, then lets requests in progress finish (bounded
+// by the grace period) and returns.
+func (s *HTTPServer) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	s.log.Info(s.name+" listening", "addr", s.ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.grace)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	<-errc
+	if err != nil {
+		s.srv.Close()
+	}
+	return nil
+}

@@ -1,0 +1,501 @@
+// Package output is polymur-proxy's way out: it gathers the listener's
+// batches into larger ones, gzips them and POSTs them to polymur-gateway's
+// /ingest with the API key, from several workers over kept-alive
+// connections. A batch stays queued until the gateway accepts it: transport
+// errors, timeouts, 5xx and 503 are retried with capped exponential backoff
+// and jitter, 401 slowly (keys get fixed). Only a full queue while the
+// gateway is failing drops points, and counts them.
+package output
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+// Config configures an Output. Zero values take the defaults.
+type Config struct {
+	Gateway string // base URL, e.g. https://gw.example.com
+	APIKey  string
+	Workers int // concurrent POSTs; default 3
+	// QueueCap is the number of listener batches (≤100 lines each) held while
+	// the gateway is slow or away; default 32768.
+	QueueCap      int
+	BatchSize     int           // lines per POST; default 5000
+	FlushInterval time.Duration // a partial batch waits at most this; default 1s
+
+	CAFile             string // PEM CA added to the system roots
+	ClientCert         string // optional client certificate (mTLS)
+	ClientKey          string
+	InsecureSkipVerify bool // tests only; not exposed as a flag
+
+	Timeout    time.Duration // one POST, end to end; default 30s
+	RetryMin   time.Duration // first retry delay; default 100ms
+	RetryMax   time.Duration // retry backoff cap; default 30s
+	AuthRetry  time.Duration // delay after a 401; default 30s
+	GzipLevel  int           // default gzip.BestSpeed
+	DrainGrace time.Duration // delivery time after shutdown starts; default 10s
+
+	// ObservePost, when set, is told how long each successful POST took.
+	ObservePost func(time.Duration)
+	Logger      *slog.Logger
+}
+
+// Drop reasons.
+const (
+	DropQueueFull = "queue_full_gateway_failing"
+	DropRejected  = "rejected_by_gateway"
+	DropShutdown  = "shutdown"
+)
+
+// Output sends batches to the gateway. Send is safe for concurrent use.
+type Output struct {
+	cfg    Config
+	log    *slog.Logger
+	client *http.Client
+	ingest string
+	pingU  string
+
+	in        chan *batch.Batch // listener batches; bounded by QueueCap
+	posts     chan *batch.Batch // gathered batches waiting for a worker
+	inClosed  chan struct{}
+	closeOnce sync.Once
+
+	failing  atomic.Bool // the last POST attempt failed
+	received atomic.Uint64
+	sent     atomic.Uint64
+	batches  atomic.Uint64
+	retries  atomic.Uint64
+	rawBytes atomic.Uint64
+	gzBytes  atomic.Uint64
+	dropMu   sync.Mutex
+	drops    map[string]uint64
+}
+
+// New validates cfg and builds the HTTP client. It starts nothing.
+func New(cfg Config) (*Output, error) {
+	if cfg.Gateway == "" {
+		return nil, errors.New("gateway URL is required")
+	}
+	if !strings.HasPrefix(cfg.Gateway, "https://") && !strings.HasPrefix(cfg.Gateway, "http://") {
+		return nil, fmt.Errorf("gateway %q: want http:// or https:// URL", cfg.Gateway)
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.Workers, 3)
+	def(&cfg.QueueCap, 32768)
+	def(&cfg.BatchSize, 5000)
+	def(&cfg.GzipLevel, gzip.BestSpeed)
+	defd(&cfg.FlushInterval, time.Second)
+	defd(&cfg.Timeout, 30*time.Second)
+	defd(&cfg.RetryMin, 100*time.Millisecond)
+	defd(&cfg.RetryMax, 30*time.Second)
+	defd(&cfg.AuthRetry, 30*time.Second)
+	defd(&cfg.DrainGrace, 10*time.Second)
+	if cfg.Workers < 1 || cfg.QueueCap < 1 || cfg.BatchSize < 1 || cfg.FlushInterval < 0 {
+		return nil, errors.New("workers, queue capacity and batch size must be positive")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tlsConf, err := clientTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.Timeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   cfg.Workers + 1,
+		ForceAttemptHTTP2:     true,
+	}
+	base := strings.TrimRight(cfg.Gateway, "/")
+	return &Output{
+		cfg: cfg, log: cfg.Logger,
+		client:   &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		ingest:   base + "/ingest",
+		pingU:    base + "/ping",
+		in:       make(chan *batch.Batch, cfg.QueueCap),
+		posts:    make(chan *batch.Batch, cfg.Workers),
+		inClosed: make(chan struct{}),
+		drops:    map[string]uint64{},
+	}, nil
+}
+
+// clientTLS adds -cert's CA to the system roots (the original replaced them)
+// and loads an optional client certificate.
+func clientTLS(cfg Config) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("-cert: %w", err)
+		}
+		roots, err := x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-cert %s: no PEM certificate in it", cfg.CAFile)
+		}
+		c.RootCAs = roots
+	}
+	if cfg.ClientCert != "" || cfg.ClientKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientCert, cfg.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+func (o *Output) drop(reason string, n int) {
+	if n == 0 {
+		return
+	}
+	o.dropMu.Lock()
+	o.drops[reason] += uint64(n)
+	o.dropMu.Unlock()
+}
+
+// Send queues a listener batch and takes ownership of it. While the gateway
+// answers, a full queue makes Send wait (policy: block, backpressure); while
+// the gateway is failing and the queue is full, the batch is dropped and
+// counted (policy: drop-and-count). It fails only when ctx ends.
+func (o *Output) Send(ctx context.Context, b *batch.Batch) error {
+	n := b.Len()
+	if n == 0 {
+		b.Release()
+		return nil
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case o.in <- b:
+			o.received.Add(uint64(n))
+			return nil
+		default:
+		}
+		if o.failing.Load() {
+			o.drop(DropQueueFull, n)
+			b.Release()
+			return nil
+		}
+		select {
+		case o.in <- b: // policy: block while the gateway is healthy
+			o.received.Add(uint64(n))
+			return nil
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// CloseInput tells the output every producer has returned.
+func (o *Output) CloseInput() { o.closeOnce.Do(func() { close(o.inClosed) }) }
+
+// Run pings the gateway (retrying in the background), gathers and sends
+// batches until the input is closed and everything queued is delivered, or
+// DrainGrace after ctx ended; what is left then is counted and logged.
+func (o *Output) Run(ctx context.Context) error {
+	hard, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		<-ctx.Done()
+		t := time.NewTimer(o.cfg.DrainGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-hard.Done():
+		}
+	})
+	wg.Go(func() { o.pingLoop(ctx) })
+	var workers sync.WaitGroup
+	for i := range o.cfg.Workers {
+		workers.Go(func() { o.worker(hard, i) })
+	}
+	o.gather(hard)
+	close(o.posts)
+	workers.Wait()
+	lost := 0
+	for {
+		select {
+		case b := <-o.in:
+			lost += b.Len()
+			b.Release()
+			continue
+		default:
+		}
+		break
+	}
+	if lost > 0 {
+		o.drop(DropShutdown, lost)
+		o.log.Error("points not delivered before shutdown", "n", lost)
+	}
+	cancel()
+	wg.Wait()
+	return nil
+}
+
+// gather turns listener batches into POST-sized ones: full at BatchSize
+// lines, or after FlushInterval for a partial one.
+func (o *Output) gather(ctx context.Context) {
+	cur := batch.Get()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	flush := func() bool {
+		if cur.Len() == 0 {
+			return true
+		}
+		select {
+		case o.posts <- cur: // policy: block (workers retry until accepted)
+			cur = batch.Get()
+			return true
+		case <-ctx.Done():
+			o.drop(DropShutdown, cur.Len())
+			o.log.Error("points not delivered before shutdown", "n", cur.Len())
+			cur.Release()
+			cur = batch.Get()
+			return false
+		}
+	}
+	add := func(b *batch.Batch) {
+		wasEmpty := cur.Len() == 0
+		for i := range b.Lines {
+			cur.AppendLine(b, i)
+			if cur.Len() >= o.cfg.BatchSize {
+				flush()
+			}
+		}
+		b.Release()
+		if wasEmpty && cur.Len() > 0 {
+			timer.Reset(o.cfg.FlushInterval)
+		}
+	}
+	defer func() { cur.Release() }()
+	for {
+		select {
+		case b := <-o.in:
+			add(b)
+		case <-timer.C:
+			flush()
+		case <-o.inClosed:
+			for {
+				select {
+				case b := <-o.in:
+					add(b)
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+			return
+		case <-ctx.Done():
+			flush()
+			return
+		}
+	}
+}
+
+// worker compresses and posts batches, retrying each until it is accepted
+// or the hard stop comes.
+func (o *Output) worker(ctx context.Context, id int) {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, o.cfg.GzipLevel)
+	for b := range o.posts {
+		buf.Reset()
+		zw.Reset(&buf)
+		zw.Write(b.Buf)
+		zw.Close()
+		o.deliver(ctx, id, b, buf.Bytes())
+		b.Release()
+	}
+}
+
+func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byte) {
+	attempt := 0
+	for {
+		start := time.Now()
+		code, msg, err := o.post(ctx, o.ingest, body)
+		if err == nil && code == http.StatusOK {
+			if attempt > 0 {
+				o.log.Info("gateway accepted batch after retries", "worker", id, "n", b.Len(), "attempts", attempt+1)
+			}
+			o.failing.Store(false)
+			o.sent.Add(uint64(b.Len()))
+			o.batches.Add(1)
+			o.rawBytes.Add(uint64(len(b.Buf)))
+			o.gzBytes.Add(uint64(len(body)))
+			if obs := o.cfg.ObservePost; obs != nil {
+				obs(time.Since(start))
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			o.drop(DropShutdown, b.Len())
+			o.log.Error("batch not delivered before shutdown", "worker", id, "n", b.Len())
+			return
+		}
+		attempt++
+		wait := o.backoff(attempt)
+		switch {
+		case err != nil:
+			o.failing.Store(true)
+			if attempt == 1 || attempt%10 == 0 {
+				o.log.Warn("gateway unreachable; batch kept, retrying", "worker", id, "err", err, "attempt", attempt, "retry_in", wait.Round(time.Millisecond))
+			}
+		case code == http.StatusUnauthorized:
+			o.failing.Store(true)
+			wait = o.cfg.AuthRetry
+			o.log.Error("gateway refused the API key (401); batch kept, retrying slowly — check -api-key", "worker", id, "retry_in", wait)
+		case code == http.StatusRequestEntityTooLarge && b.Len() > 1:
+			// Too big for this gateway: send it in halves.
+			o.log.Warn("gateway says batch too large; splitting", "worker", id, "n", b.Len())
+			for _, half := range batch.Split(b, (b.Len()+1)/2) {
+				var hb bytes.Buffer
+				zw := gzip.NewWriter(&hb)
+				zw.Write(half.Buf)
+				zw.Close()
+				o.deliver(ctx, id, half, hb.Bytes())
+				half.Release()
+			}
+			return
+		case code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests:
+			o.drop(DropRejected, b.Len())
+			o.log.Error("gateway rejected batch; dropped", "worker", id, "status", code, "reason", msg, "n", b.Len())
+			return
+		default:
+			o.failing.Store(code != http.StatusServiceUnavailable)
+			if attempt == 1 || attempt%10 == 0 {
+				o.log.Warn("gateway answered an error; batch kept, retrying", "worker", id, "status", code, "reason", msg, "attempt", attempt)
+			}
+		}
+		o.retries.Add(1)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+func (o *Output) backoff(attempt int) time.Duration {
+	d := o.cfg.RetryMin
+	for i := 1; i < attempt && d < o.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, o.cfg.RetryMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d)/2+1)) // jitter in [d/2, d]
+}
+
+// post sends one request and returns the status and a short reason.
+func (o *Output) post(ctx context.Context, url string, body []byte) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("X-Polymur-Key", o.cfg.APIKey)
+	if len(body) > 0 {
+		req.Header.Set("Content-Encoding", "gzip")
+		req.Header.Set("Content-Type", "text/plain")
+	}
+	resp, err := o.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
+	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
+}
+
+// pingLoop checks the gateway and the key at start, retrying until it
+// answers; sending does not wait for it.
+func (o *Output) pingLoop(ctx context.Context) {
+	o.log.Info("pinging gateway", "gateway", o.cfg.Gateway)
+	for attempt := 1; ; attempt++ {
+		code, msg, err := o.post(ctx, o.pingU, nil)
+		switch {
+		case err == nil && code == http.StatusOK:
+			o.log.Info("connection to gateway successful", "gateway", o.cfg.Gateway)
+			return
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			o.log.Warn("gateway not reachable yet; accepting metrics and retrying", "gateway", o.cfg.Gateway, "err", err, "attempt", attempt)
+		case code == http.StatusUnauthorized:
+			o.log.Error("gateway refused the API key (401); check -api-key", "gateway", o.cfg.Gateway)
+		default:
+			o.log.Warn("gateway ping failed", "status", code, "reason", msg)
+		}
+		t := time.NewTimer(min(o.backoff(attempt), 30*time.Second))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return
+		}
+	}
+}
+
+// Stats is a snapshot of the output's counters.
+type Stats struct {
+	Received    uint64            `json:"received"`
+	Sent        uint64            `json:"sent"`
+	Batches     uint64            `json:"batches_sent"`
+	Retries     uint64            `json:"retries"`
+	Dropped     map[string]uint64 `json:"dropped"`
+	QueueDepth  int               `json:"queue_depth"`
+	QueueCap    int               `json:"queue_cap"`
+	RawBytes    uint64            `json:"raw_bytes"`
+	WireBytes   uint64            `json:"gzip_bytes"`
+	GatewayDown bool              `json:"gateway_failing"`
+}
+
+// Stats returns the counters.
+func (o *Output) Stats() Stats {
+	o.dropMu.Lock()
+	d := make(map[string]uint64, len(o.drops))
+	for k, v := range o.drops {
+		d[k] = v
+	}
+	o.dropMu.Unlock()
+	return Stats{Received: o.received.Load(), Sent: o.sent.Load(), Batches: o.batches.Load(), Retries: o.retries.Load(),
+		Dropped: d, QueueDepth: len(o.in), QueueCap: cap(o.in), RawBytes: o.rawBytes.Load(), WireBytes: o.gzBytes.Load(),
+		GatewayDown: o.failing.Load()}
+}
