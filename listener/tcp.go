@@ -123,6 +123,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 // Addr returns the bound address.
 func (t *TCP) Addr() net.Addr { return t.ln.Addr() }
 
+// Close releases the socket of a listener that will not Run.
+func (t *TCP) Close() error { return t.ln.Close() }
+
 // Stats returns a snapshot of the counters.
 func (t *TCP) Stats() TCPStats {
 	return TCPStats{

@@ -121,7 +121,12 @@ type Relay struct {
 	lat     *runstats.Latency
 	servers []*api.Server
 	intake  Intake
+	side    []func(context.Context) error
 }
+
+// Go adds a task that runs beside the relay until ctx ends (key sync, say);
+// it is not a producer, so the pool does not wait for it to drain.
+func (r *Relay) Go(task func(context.Context) error) { r.side = append(r.side, task) }
 
 // Intake is what a relay's listener reports to the status log and to the
 // stats: accepted lines and rejected lines by reason.
@@ -215,6 +220,9 @@ func (r *Relay) Run(ctx context.Context, producers ...func(context.Context) erro
 	g.Go(func() error { return r.Pool.Run(gctx) })
 	for _, srv := range r.servers {
 		g.Go(func() error { return srv.Run(gctx) })
+	}
+	for _, task := range r.side {
+		g.Go(func() error { return task(gctx) })
 	}
 	g.Go(func() error {
 		runstats.LogRates(gctx, r.Log, rate, 5*time.Second, nil)

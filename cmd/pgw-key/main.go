@@ -1,0 +1,116 @@
+// Command pgw-key creates, lists, regenerates and deletes polymur-gateway API
+// keys in Consul KV. Consul is reached through the client's environment
+// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); POLYMUR_GW_KEYS_PATH overrides
+// the KV folder, like the gateway's -keys-path.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/polymur/polymur/keysync"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// commands in the order help shows them.
+var commands = []struct{ name, arg, help string }{
+	{"create", "NAME", "register a new key under NAME (letters, digits, '-', '_') and print it"},
+	{"list", "names|all", "list key names, or names with their keys"},
+	{"regen", "NAME", "replace NAME's key with a new one and print it"},
+	{"delete", "NAME", "remove NAME's key"},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Commands ('pgw-key <command>' for help):")
+	for _, c := range commands {
+		fmt.Fprintf(w, "\t%s %s\t%s\n", c.name, c.arg, c.help)
+	}
+}
+
+// run executes one command and returns the exit code: 0 on success, 1 on any
+// failure (including a key that doesn't exist), 2 on a usage error.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	cmd := args[0]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "create", "list", "regen", "delete":
+	default:
+		fmt.Fprintf(stderr, "Not a valid command: %s\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	if len(args) != 2 {
+		for _, c := range commands {
+			if c.name == cmd {
+				fmt.Fprintf(stderr, "usage: pgw-key %s %s\n\t%s\n", c.name, c.arg, c.help)
+			}
+		}
+		return 2
+	}
+	arg := args[1]
+	if cmd == "list" && arg != "names" && arg != "all" {
+		fmt.Fprintf(stderr, "pgw-key list %s is invalid: want 'names' or 'all'\n", arg)
+		return 2
+	}
+	store, err := keysync.NewStore(os.Getenv("POLYMUR_GW_KEYS_PATH"), "")
+	if err != nil {
+		fmt.Fprintln(stderr, "pgw-key:", err)
+		return 1
+	}
+	if err := do(store, cmd, arg, stdout); err != nil {
+		switch {
+		case errors.Is(err, keysync.ErrExists):
+			fmt.Fprintf(stderr, "Key %s already exists\n", arg)
+		case errors.Is(err, keysync.ErrNotFound):
+			fmt.Fprintf(stderr, "Key %s doesn't exist\n", arg)
+		default:
+			fmt.Fprintf(stderr, "pgw-key %s: %v\n", cmd, err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func do(s *keysync.Store, cmd, arg string, out io.Writer) error {
+	switch cmd {
+	case "create":
+		key, err := s.Create(arg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Successfully registered %s with key %s\n", arg, key)
+	case "regen":
+		key, err := s.Regen(arg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Successfully regenerated %s with key %s\n", arg, key)
+	case "delete":
+		if err := s.Delete(arg); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "Successfully deleted %s\n", arg)
+	case "list":
+		entries, err := s.List()
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if arg == "all" {
+				fmt.Fprintf(out, "%s: %s\n", e.Name, e.Key)
+			} else {
+				fmt.Fprintln(out, e.Name)
+			}
+		}
+	}
+	return nil
+}

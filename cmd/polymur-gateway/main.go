@@ -1,0 +1,90 @@
+// Command polymur-gateway ingests gzip batches from polymur-proxy over
+// HTTP(S), checks their API key against keys mirrored from Consul, and
+// distributes the lines like polymur.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/polymur/polymur/internal/daemon"
+	"github.com/polymur/polymur/keysync"
+	"github.com/polymur/polymur/listener"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "polymur-gateway:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the gateway's whole life; ready receives the bound addresses.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(map[string]string)) error {
+	c, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := daemon.NewLogger(stderr, c.LogLevel, c.LogFormat)
+	if err != nil {
+		return err
+	}
+	kc := keysync.Config{Prefix: c.keysPath, Refresh: c.keyRefresh, Logger: log}
+	if c.devMode {
+		kc.Static = map[string]string{"123": "dev"}
+		log.Warn("dev mode: Consul is not used; the only valid API key is 123 (name dev)")
+	}
+	keys, err := keysync.NewCache(kc)
+	if err != nil {
+		return err
+	}
+	var ingest *listener.Ingest
+	intake := daemon.Intake{
+		Accepted: func() uint64 { return ingest.Accepted.Load() },
+		Rejected: func() map[string]uint64 { return ingest.Rejections() },
+		Stats:    func() any { return ingest.Stats() },
+	}
+	relay, err := daemon.NewRelay("polymur-gateway", &c.RelayFlags, stdout, log, intake,
+		func() map[string]any { return map[string]any{"keys": keys.Stats()} })
+	if err != nil {
+		return err
+	}
+	ingest, err = listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Pool.Send,
+		Level: c.Level, MaxLine: c.MaxLine, KeyPrefix: c.keyPrefix, MaxBody: c.maxBody, MaxDecoded: c.maxDecoded,
+		QueueWait: c.queueWait, Logger: log})
+	if err != nil {
+		relay.Close()
+		return err
+	}
+	var producers []func(context.Context) error
+	for _, l := range []struct{ name, addr, cert, key string }{
+		{"http", c.httpAddr(), "", ""},
+		{"https", c.httpsAddr(), c.cert, c.key},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		srv, err := listener.NewHTTPServer(l.name, l.addr, l.cert, l.key, ingest.Handler(), c.DrainTimeout, log)
+		if err != nil {
+			relay.Close()
+			return fmt.Errorf("-listen-%s-port: %w", l.name, err)
+		}
+		relay.Addrs[l.name] = srv.Addr().String()
+		producers = append(producers, srv.Run)
+	}
+	relay.Go(keys.Run)
+	log.Info("::: Polymur-gateway :::", "version", daemon.Version(), "distribution", c.Mode.String(), "destinations", len(c.Dests), "key_prefix", c.keyPrefix)
+	if ready != nil {
+		ready(relay.Addrs)
+	}
+	return relay.Run(ctx, producers...)
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/daemon"
+)
+
+// config is polymur-proxy's parsed and validated command line.
+type config struct {
+	gateway, apiKey, cert        string
+	clientCert, clientKey        string
+	listenAddr, statAddr         string
+	apiAddr                      string
+	queueCap, workers, batchSize int
+	consoleOut, verbose          bool
+	metricsFlush                 int
+	flushInterval, httpTimeout   time.Duration
+	drainTimeout                 time.Duration
+	maxLine                      int
+	validation                   string
+	level                        batch.Level
+	logLevel, logFormat          string
+}
+
+const usageHeader = `polymur-proxy: ships Graphite metrics to a remote polymur-gateway.
+
+Reads Graphite plaintext lines on -listen-addr, gathers them into batches,
+gzips them and POSTs them over HTTPS to -gateway's /ingest with the API key.
+Batches are retried until the gateway accepts them. Every flag can also be set
+through the environment variable shown in brackets; the command line wins.
+
+Flags:
+`
+
+func parseConfig(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("polymur-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHeader)
+		fs.PrintDefaults()
+	}
+	var c config
+	fs.StringVar(&c.gateway, "gateway", "", "polymur gateway address (base URL, e.g. https://gw.example.com)")
+	fs.StringVar(&c.apiKey, "api-key", "", "polymur gateway API key")
+	fs.StringVar(&c.cert, "cert", "", "TLS Certificate: a PEM CA added to the system roots to verify the gateway")
+	fs.StringVar(&c.clientCert, "client-cert", "", "Client certificate (PEM) for mutual TLS")
+	fs.StringVar(&c.clientKey, "client-key", "", "Client key (PEM) for mutual TLS")
+	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur-proxy listen address")
+	fs.StringVar(&c.statAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
+	fs.StringVar(&c.apiAddr, "api-addr", "", "API listen address for ping/stats/memstats (empty disables)")
+	fs.IntVar(&c.queueCap, "queue-cap", 32768, "In-flight message queue capacity (number of data point batches [100 points max per batch])")
+	fs.IntVar(&c.workers, "workers", 3, "HTTP output workers")
+	fs.IntVar(&c.batchSize, "batch-size", 5000, "Most data points in one batch sent to the gateway")
+	fs.DurationVar(&c.flushInterval, "flush-interval", time.Second, "Longest time a partial batch waits before it is sent")
+	fs.DurationVar(&c.httpTimeout, "http-timeout", 30*time.Second, "Timeout of one POST to the gateway (the batch is retried after it)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM/SIGINT, time allowed to deliver what was already received")
+	fs.BoolVar(&c.consoleOut, "console-out", false, "Dump output to console (print every line to stdout; also send when -gateway is set)")
+	fs.IntVar(&c.metricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
+	fs.IntVar(&c.maxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
+	fs.StringVar(&c.validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
+	fs.BoolVar(&c.verbose, "verbose", false, "Log every batch sent (same as -log-level debug)")
+	fs.StringVar(&c.logLevel, "log-level", "info", "Log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "Log format: text or json")
+	if err := daemon.ParseFlags(fs, "POLYMUR_PROXY", args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	var err error
+	if c.level, err = batch.ParseLevel(c.validation); err != nil {
+		return nil, fmt.Errorf("-validation: %w", err)
+	}
+	if c.verbose {
+		c.logLevel = "debug"
+	}
+	return &c, daemon.Require(
+		daemon.Rule{Msg: "-gateway is required (or -console-out alone)", OK: c.gateway != "" || c.consoleOut},
+		daemon.Rule{Msg: "-api-key is required with -gateway", OK: c.gateway == "" || c.apiKey != ""},
+		daemon.Rule{Msg: "-queue-cap must be at least 1", OK: c.queueCap >= 1},
+		daemon.Rule{Msg: "-workers must be from 1 to 256", OK: c.workers >= 1 && c.workers <= 256},
+		daemon.Rule{Msg: "-batch-size must be from 1 to 1000000", OK: c.batchSize >= 1 && c.batchSize <= 1_000_000},
+		daemon.Rule{Msg: "-flush-interval must be positive", OK: c.flushInterval > 0},
+		daemon.Rule{Msg: "-http-timeout must be positive", OK: c.httpTimeout > 0},
+		daemon.Rule{Msg: "-drain-timeout must be positive", OK: c.drainTimeout > 0},
+		daemon.Rule{Msg: "-metrics-flush must be 0 or more seconds", OK: c.metricsFlush >= 0},
+		daemon.Rule{Msg: "-max-line-length must be from 16 to 16777216", OK: c.maxLine >= 16 && c.maxLine <= 1<<24},
+		daemon.Rule{Msg: "-listen-addr must not be empty", OK: c.listenAddr != ""},
+	)
+}

@@ -1,0 +1,116 @@
+// Command polymur-proxy runs on-site: it accepts Graphite plaintext over TCP
+// and forwards it to polymur-gateway as gzip batches over HTTPS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/daemon"
+	"github.com/polymur/polymur/listener"
+	"github.com/polymur/polymur/runstats"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "polymur-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+// run is the proxy's whole life; ready receives the bound addresses.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(map[string]string)) error {
+	c, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := daemon.NewLogger(stderr, c.logLevel, c.logFormat)
+	if err != nil {
+		return err
+	}
+	p, err := newPipeline(c, stdout, log)
+	if err != nil {
+		return err
+	}
+	lis, err := listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.level, MaxLine: c.maxLine,
+		DrainTimeout: c.drainTimeout, Send: p.send, Logger: log})
+	if err != nil {
+		return fmt.Errorf("-listen-addr: %w", err)
+	}
+	start := time.Now()
+	addrs := map[string]string{"listen": lis.Addr().String()}
+	var servers []*api.Server
+	closeAll := func() {
+		lis.Close()
+		for _, s := range servers {
+			s.Close()
+		}
+	}
+	if c.statAddr != "" {
+		srv, err := daemon.StatServer(c.statAddr, start, log)
+		if err != nil {
+			closeAll()
+			return err
+		}
+		servers, addrs["stat"] = append(servers, srv), srv.Addr().String()
+	}
+	if c.apiAddr != "" {
+		srv, err := api.New(api.Config{Addr: c.apiAddr, Name: "API", Logger: log, Commands: p.commands(lis, start)})
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("-api-addr: %w", err)
+		}
+		servers, addrs["api"] = append(servers, srv), srv.Addr().String()
+	}
+	log.Info("::: Polymur-proxy :::", "version", daemon.Version(), "gateway", c.gateway, "workers", c.workers, "batch_size", c.batchSize)
+	if ready != nil {
+		ready(addrs)
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	rate := &runstats.Rate{Count: lis.Accepted.Load}
+	var prod errgroup.Group
+	prod.Go(func() error { return lis.Run(gctx) })
+	if c.metricsFlush > 0 {
+		prod.Go(func() error {
+			runstats.Flush(gctx, log, time.Duration(c.metricsFlush)*time.Second, runstats.Prefix("polymur"), p.selfMetrics(rate), p.send)
+			return nil
+		})
+	}
+	g.Go(func() error { defer p.closeInput(); return prod.Wait() })
+	g.Go(func() error { return p.run(gctx) })
+	for _, srv := range servers {
+		g.Go(func() error { return srv.Run(gctx) })
+	}
+	g.Go(func() error { runstats.LogRates(gctx, log, rate, 5*time.Second, p.statusAttrs); return nil })
+	err = g.Wait()
+	log.Info("stopped", "stats", p.stats())
+	return err
+}
+
+// printer writes every batch to stdout (-console-out).
+type printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (pr *printer) print(b *batch.Batch) {
+	pr.mu.Lock()
+	pr.w.Write(b.Buf)
+	pr.mu.Unlock()
+}
