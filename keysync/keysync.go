@@ -222,11 +222,14 @@ func (c *Cache) apply(pairs api.KVPairs, index uint64) {
 // are not printable UTF-8, and second names for a value already seen.
 func Parse(prefix string, pairs api.KVPairs, log *slog.Logger) map[string]string {
 	out := map[string]string{}
-	sort.Slice(pairs, func(i, j int) bool { return pairs[i].Key < pairs[j].Key })
+	sorted := make(api.KVPairs, 0, len(pairs))
 	for _, p := range pairs {
-		if p == nil || !strings.HasPrefix(p.Key, prefix) {
-			continue
+		if p != nil && strings.HasPrefix(p.Key, prefix) {
+			sorted = append(sorted, p)
 		}
+	}
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Key < sorted[j].Key })
+	for _, p := range sorted {
 		name := p.Key[len(prefix):]
 		if !validName(name) {
 			continue

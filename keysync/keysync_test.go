@@ -1,0 +1,185 @@
+package keysync
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/polymur/polymur/internal/testutil"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestParseIgnoresOddEntries(t *testing.T) {
+	pairs := api.KVPairs{
+		{Key: "polymur/gateway/keys/", Value: nil},                      // folder entry: was an auth bypass
+		{Key: "polymur/gateway/keys", Value: []byte("bare")},            // 20 characters: crashed the original
+		{Key: "polymur/gateway/keys-old/bob", Value: []byte("sibling")}, // sibling prefix
+		{Key: "polymur/gateway/keys/nested/x", Value: []byte("nested")},
+		{Key: "polymur/gateway/keys/empty", Value: []byte{}},
+		{Key: "polymur/gateway/keys/space", Value: []byte("  ")},
+		{Key: "polymur/gateway/keys/binary", Value: []byte{0xff, 0xfe, 0x00}},
+		{Key: "polymur/gateway/keys/alice", Value: []byte("k-alice")},
+		{Key: "polymur/gateway/keys/bob", Value: []byte("k-bob")},
+		{Key: "polymur/gateway/keys/carol", Value: []byte("k-bob")}, // shares bob's key
+		nil,
+	}
+	got := Parse(DefaultPrefix, pairs, quiet)
+	if len(got) != 2 || got["k-alice"] != "alice" || got["k-bob"] != "bob" {
+		t.Fatalf("Parse = %v", got)
+	}
+}
+
+func TestStaticCache(t *testing.T) {
+	c, err := NewCache(Config{Static: map[string]string{"123": "dev", "": "nobody"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, ok := c.Lookup("123"); !ok || name != "dev" {
+		t.Fatal("dev key refused")
+	}
+	for _, k := range []string{"", "12", "1234", " 123"} {
+		if _, ok := c.Lookup(k); ok {
+			t.Fatalf("key %q accepted", k)
+		}
+	}
+}
+
+// waitUntil polls cond; limit only keeps a broken test from hanging.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func runCache(t *testing.T, addr string, refresh time.Duration) *Cache {
+	t.Helper()
+	c, err := NewCache(Config{Address: addr, Refresh: refresh, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+func valid(c *Cache, key string) bool { _, ok := c.Lookup(key); return ok }
+
+func TestCacheAgainstRealConsul(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	consul.Put("polymur/gateway/keys/alice", []byte("key-alice"))
+	consul.Put("polymur/gateway/keys/", nil)
+	consul.Put("polymur/gateway/keys", []byte("bare"))
+	consul.Put("polymur/gateway/keys-old/bob", []byte("key-old-bob"))
+	consul.Put("polymur/gateway/keys/weird", []byte{0xff, 0x00, 0xfe})
+
+	c := runCache(t, consul.Addr, 2*time.Second)
+	waitUntil(t, "first load", c.Ready)
+	if name, ok := c.Lookup("key-alice"); !ok || name != "alice" {
+		t.Fatal("alice's key refused")
+	}
+	for _, k := range []string{"", "bare", "key-old-bob", "\xff\x00\xfe"} {
+		if valid(c, k) {
+			t.Fatalf("key %q accepted", k)
+		}
+	}
+	if n := c.Stats().Keys; n != 1 {
+		t.Fatalf("%d keys loaded, want 1", n)
+	}
+
+	// Added and revoked keys take effect within one refresh (sooner through
+	// the blocking query).
+	consul.Put("polymur/gateway/keys/bob", []byte("key-bob"))
+	waitUntil(t, "new key", func() bool { return valid(c, "key-bob") })
+	consul.Delete("polymur/gateway/keys/alice")
+	waitUntil(t, "revocation", func() bool { return !valid(c, "key-alice") })
+
+	// Consul away: the last good keys keep working.
+	consul.Stop()
+	time.Sleep(3 * time.Second) // more than one refresh while Consul is down
+	if !valid(c, "key-bob") {
+		t.Fatal("cached key refused while Consul is down")
+	}
+	if c.Stats().SyncErrors == 0 {
+		t.Fatal("no sync error counted while Consul was down")
+	}
+	// Back: a key revoked meanwhile is refused after the next sync.
+	consul.Start()
+	consul.Delete("polymur/gateway/keys/bob")
+	consul.Put("polymur/gateway/keys/carol", []byte("key-carol"))
+	waitUntil(t, "sync after restart", func() bool { return valid(c, "key-carol") && !valid(c, "key-bob") })
+}
+
+func TestCacheConsulDownAtStart(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	consul.Put("polymur/gateway/keys/alice", []byte("key-alice"))
+	consul.Stop()
+	c := runCache(t, consul.Addr, time.Second)
+	time.Sleep(500 * time.Millisecond)
+	if c.Ready() || valid(c, "key-alice") {
+		t.Fatal("ready without ever reaching Consul")
+	}
+	consul.Start()
+	waitUntil(t, "load once Consul is up", func() bool { return valid(c, "key-alice") })
+}
+
+func TestStoreAgainstRealConsul(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	s, err := NewStore("", consul.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := s.Create("team-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(key) != 32 {
+		t.Fatalf("key %q: want 32 characters (192 bits)", key)
+	}
+	if _, err := s.Create("team-a"); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	for _, bad := range []string{"", "a/b", "a.b", "with space", "ünï"} {
+		if _, err := s.Create(bad); err == nil {
+			t.Fatalf("create %q accepted", bad)
+		}
+	}
+	key2, err := s.Regen("team-a")
+	if err != nil || key2 == key {
+		t.Fatalf("regen: %q, %v", key2, err)
+	}
+	if _, err := s.Regen("nobody"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("regen missing: %v", err)
+	}
+	s.Create("team-b")
+	list, err := s.List()
+	if err != nil || len(list) != 2 || list[0].Name != "team-a" || list[0].Key != key2 || list[1].Name != "team-b" {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if err := s.Delete("team-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("team-a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	seen := map[string]bool{}
+	for range 1000 {
+		k, _ := NewKey()
+		if seen[k] {
+			t.Fatal("repeated key")
+		}
+		seen[k] = true
+	}
+}

@@ -1,0 +1,247 @@
+package listener
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/testutil"
+)
+
+func gz(t testing.TB, s string) []byte {
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	io.WriteString(w, s)
+	w.Close()
+	return b.Bytes()
+}
+
+// bomb is a multi-member gzip body that inflates to n MiB of zeros.
+func bomb(t testing.TB, mib int) []byte {
+	var member bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&member, gzip.BestCompression)
+	w.Write(make([]byte, 64<<20))
+	w.Close()
+	return bytes.Repeat(member.Bytes(), mib/64)
+}
+
+// noise is incompressible text.
+func noise(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return string(b)
+}
+
+func lookup(key string) (string, bool) {
+	if key == "good-key" {
+		return "team", true
+	}
+	return "", false
+}
+
+func startIngest(t *testing.T, cfg IngestConfig) (*httptest.Server, *Ingest) {
+	t.Helper()
+	if cfg.Lookup == nil {
+		cfg.Lookup = lookup
+	}
+	cfg.Logger = quiet
+	in, err := NewIngest(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(in.Handler())
+	t.Cleanup(srv.Close)
+	return srv, in
+}
+
+func post(t *testing.T, srv *httptest.Server, path, key string, body []byte, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+path, bytes.NewReader(body))
+	if key != "\x00" {
+		req.Header.Set("X-Polymur-Key", key)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
+func TestIngestHostileBodies(t *testing.T) {
+	good := gz(t, "a.b 1 1700000000\n")
+	truncated := gz(t, strings.Repeat("a.b 1 1700000000\n", 1000))
+	truncated = truncated[:len(truncated)/2]
+	for _, tc := range []struct {
+		name   string
+		key    string
+		body   []byte
+		hdr    map[string]string
+		status int
+		lines  int
+	}{
+		{"valid", "good-key", good, nil, 200, 1},
+		{"missing key", "\x00", good, nil, 401, 0},
+		{"empty key", "", good, nil, 401, 0},
+		{"whitespace key", "   ", good, nil, 401, 0},
+		{"unknown key", "guess", good, nil, 401, 0},
+		{"key with spaces around", " good-key ", good, nil, 200, 1},
+		{"not gzip", "good-key", []byte("a.b 1 1700000000\n"), nil, 400, 0},
+		{"empty body", "good-key", nil, nil, 400, 0},
+		{"truncated gzip", "good-key", truncated, nil, 400, 0},
+		{"corrupt checksum", "good-key", append(good[:len(good)-8:len(good)-8], 1, 2, 3, 4, 5, 6, 7, 8), nil, 400, 0},
+		{"concatenated members", "good-key", append(gz(t, "a 1 2\n"), gz(t, "b 3 4\n")...), nil, 200, 2},
+		{"gzip of nothing", "good-key", gz(t, ""), nil, 200, 0},
+		{"only bad lines", "good-key", gz(t, "\n  \nx\n"), nil, 200, 0},
+		{"unsupported encoding", "good-key", good, map[string]string{"Content-Encoding": "br"}, 415, 0},
+		{"explicit gzip encoding", "good-key", good, map[string]string{"Content-Encoding": "gzip"}, 200, 1},
+		{"over compressed limit", "good-key", gz(t, noise(1<<20)), nil, 413, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			col := newCollector()
+			srv, _ := startIngest(t, IngestConfig{Send: col.send, MaxBody: 1 << 16})
+			code, _ := post(t, srv, "/ingest", tc.key, tc.body, tc.hdr)
+			if code != tc.status {
+				t.Fatalf("status %d, want %d", code, tc.status)
+			}
+			col.mu.Lock()
+			n := len(col.lines)
+			col.mu.Unlock()
+			if n != tc.lines {
+				t.Fatalf("%d lines forwarded, want %d", n, tc.lines)
+			}
+		})
+	}
+}
+
+func TestIngestGzipBomb(t *testing.T) {
+	col := newCollector()
+	srv, _ := startIngest(t, IngestConfig{Send: col.send})
+	body := bomb(t, 1024) // 1 GiB once inflated
+	code, msg := post(t, srv, "/ingest", "good-key", body, nil)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "decompressed") {
+		t.Fatalf("gzip bomb: %d %q", code, msg)
+	}
+}
+
+func TestIngestLinesAndPrefix(t *testing.T) {
+	col := newCollector()
+	srv, in := startIngest(t, IngestConfig{Send: col.send, KeyPrefix: true})
+	// The last line has no newline: it keeps its last character.
+	code, _ := post(t, srv, "/ingest", "good-key", gz(t, "a.b 1 1700000000\n\nbad\nc.d 2 1700000000"), nil)
+	if code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	got := col.waitFor(t, 2)
+	if strings.Join(got, "|") != "team.a.b 1 1700000000|team.c.d 2 1700000000" {
+		t.Fatalf("forwarded %q", got)
+	}
+	st := in.Stats()
+	if st.LinesAccepted != 2 || st.LinesRejected["empty"] != 1 || st.LinesRejected["fields"] != 1 || st.BatchesByKey["team"] != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestIngestPipelineFullIs503(t *testing.T) {
+	blocked := func(ctx context.Context, b *batch.Batch) error { <-ctx.Done(); return ctx.Err() }
+	srv, _ := startIngest(t, IngestConfig{Send: blocked, QueueWait: 50 * time.Millisecond})
+	if code, _ := post(t, srv, "/ingest", "good-key", gz(t, "a 1 2\n"), nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", code)
+	}
+}
+
+func TestIngestPingAndMethods(t *testing.T) {
+	col := newCollector()
+	srv, _ := startIngest(t, IngestConfig{Send: col.send})
+	if code, body := post(t, srv, "/ping", "good-key", nil, nil); code != 200 || body != "key is valid\n" {
+		t.Fatalf("ping: %d %q", code, body)
+	}
+	if code, body := post(t, srv, "/ping", "bad", nil, nil); code != 401 || body != "invalid key" {
+		t.Fatalf("ping bad key: %d %q", code, body)
+	}
+	resp, err := srv.Client().Get(srv.URL + "/ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /ingest: %d", resp.StatusCode)
+	}
+	if code, _ := post(t, srv, "/other", "good-key", nil, nil); code != 404 {
+		t.Fatalf("unknown path: %d", code)
+	}
+}
+
+func TestClientLabel(t *testing.T) {
+	for _, tc := range []struct{ xff, remote, want string }{
+		{"", "10.1.1.1:5000", "10.1.1.1:5000"},
+		{"203.0.113.9, 10.0.0.1", "10.0.0.2:1", "203.0.113.9"},
+		{"  ", "10.0.0.2:1", "10.0.0.2:1"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/ingest", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := ClientLabel(r); got != tc.want {
+			t.Errorf("ClientLabel(%q, %q) = %q", tc.xff, tc.remote, got)
+		}
+	}
+}
+
+func TestHTTPServerTLSAndHugeHeaders(t *testing.T) {
+	files := testutil.NewTLSFiles(t)
+	col := newCollector()
+	in, _ := NewIngest(IngestConfig{Lookup: lookup, Send: col.send, Logger: quiet})
+	srv, err := NewHTTPServer("https", "127.0.0.1:0", files.CertFile, files.KeyFile, in.Handler(), time.Second, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	url := "https://" + srv.Addr().String()
+	req, _ := http.NewRequest(http.MethodPost, url+"/ping", nil)
+	req.Header.Set("X-Polymur-Key", "good-key")
+	req.Header.Set("X-Junk", strings.Repeat("j", 200<<10))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("huge header: %d", resp.StatusCode)
+	}
+	// A plain-text client on the TLS port is refused, and the server goes on.
+	c, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")
+	c.Close()
+	req, _ = http.NewRequest(http.MethodPost, url+"/ping", nil)
+	req.Header.Set("X-Polymur-Key", "good-key")
+	if resp, err = client.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("ping after junk: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, err := NewHTTPServer("x", "127.0.0.1:0", files.CertFile, "/nonexistent", in.Handler(), time.Second, quiet); err == nil {
+		t.Fatal("missing key file accepted")
+	}
+}
