@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,88 +18,15 @@ import (
 
 const limit = 60 * time.Second // only keeps a broken test from hanging
 
-// instance runs polymur's run() on loopback ports.
-type instance struct {
-	addrs  map[string]string
-	cancel context.CancelFunc
-	done   chan error
-	stdout *syncBuffer
-	stderr *syncBuffer
+// runNoStdin adapts run to testutil.RunFunc.
+func runNoStdin(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(map[string]string)) error {
+	return run(ctx, args, strings.NewReader(""), stdout, stderr, ready)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func start(t *testing.T, args ...string) *instance {
+func start(t *testing.T, args ...string) *testutil.Daemon {
 	t.Helper()
 	base := []string{"-listen-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-stat-addr", "127.0.0.1:0"}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &instance{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
-	ready := make(chan map[string]string, 1)
-	go func() {
-		d.done <- run(ctx, append(base, args...), strings.NewReader(""), d.stdout, d.stderr, func(a map[string]string) { ready <- a })
-	}()
-	select {
-	case d.addrs = <-ready:
-	case err := <-d.done:
-		t.Fatalf("run: %v\n%s", err, d.stderr)
-	}
-	t.Cleanup(func() { d.stop(t) })
-	return d
-}
-
-func (d *instance) stop(t *testing.T) {
-	t.Helper()
-	d.cancel()
-	select {
-	case err, ok := <-d.done:
-		if ok && err != nil {
-			t.Errorf("run returned %v", err)
-		}
-		if ok {
-			close(d.done)
-		}
-	case <-time.After(limit):
-		t.Fatal("run did not return after cancel")
-	}
-}
-
-func (d *instance) ask(t *testing.T, which, cmd string) string {
-	t.Helper()
-	c, err := net.Dial("tcp", d.addrs[which])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintln(c, cmd)
-	out, _ := io.ReadAll(c)
-	return string(out)
-}
-
-func (d *instance) send(t *testing.T, lines string) {
-	t.Helper()
-	c, err := net.Dial("tcp", d.addrs["listen"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(c, lines); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
+	return testutil.StartDaemon(t, runNoStdin, append(base, args...)...)
 }
 
 func TestEndToEndHashRoute(t *testing.T) {
@@ -113,56 +39,41 @@ func TestEndToEndHashRoute(t *testing.T) {
 		fmt.Fprintf(&sb, "e2e.metric%d %d 1700000000\n", i, i)
 	}
 	sb.WriteString("\nbad line\n") // counted, not forwarded
-	d.send(t, sb.String())
-	if !waitTotal(3000, a, b) {
+	d.Send(t, "listen", sb.String())
+	if !testutil.WaitTotal(3000, limit, a, b) {
 		t.Fatalf("delivered %d of 3000", a.Count()+b.Count())
 	}
 	// Every line sits where `route` says.
 	for _, s := range []*testutil.Sink{a, b} {
 		for _, l := range s.Lines()[:20] {
 			name := strings.Fields(l)[0]
-			want := strings.TrimSpace(d.ask(t, "api", "route "+name))
+			want := strings.TrimSpace(d.Ask(t, "api", "route "+name))
 			if (s == a) != strings.HasPrefix(want, a.Addr()) {
 				t.Fatalf("%s at the wrong sink (route says %s)", name, want)
 			}
 		}
 	}
-	if got := d.ask(t, "api", "putdest "+c.Addr()+":c"); got != "Registered destination: "+c.Addr()+":c\n" {
+	if got := d.Ask(t, "api", "putdest "+c.Addr()+":c"); got != "Registered destination: "+c.Addr()+":c\n" {
 		t.Fatalf("putdest: %q", got)
 	}
-	if got := d.ask(t, "api", "putdest "+c.Addr()+":c"); !strings.HasPrefix(got, "Error: ") {
+	if got := d.Ask(t, "api", "putdest "+c.Addr()+":c"); !strings.HasPrefix(got, "Error: ") {
 		t.Fatalf("duplicate putdest: %q", got)
 	}
-	if got := d.ask(t, "api", "getdest"); !strings.Contains(got, `"registered": {`) || !strings.Contains(got, c.Addr()+":c") {
+	if got := d.Ask(t, "api", "getdest"); !strings.Contains(got, `"registered": {`) || !strings.Contains(got, c.Addr()+":c") {
 		t.Fatalf("getdest: %q", got)
 	}
-	if got := d.ask(t, "api", "ping"); got != "pong\n" {
+	if got := d.Ask(t, "api", "ping"); got != "pong\n" {
 		t.Fatalf("ping: %q", got)
 	}
-	if got := d.ask(t, "api", "stats"); !strings.Contains(got, `"fields": 1`) || !strings.Contains(got, `"empty": 1`) {
+	if got := d.Ask(t, "api", "stats"); !strings.Contains(got, `"fields": 1`) || !strings.Contains(got, `"empty": 1`) {
 		t.Fatalf("stats do not count the bad lines: %s", got)
 	}
-	if got := d.ask(t, "stat", "stats"); !strings.Contains(got, `"runtime-meminfo"`) || !strings.Contains(got, `"uptime-seconds"`) {
+	if got := d.Ask(t, "stat", "stats"); !strings.Contains(got, `"runtime-meminfo"`) || !strings.Contains(got, `"uptime-seconds"`) {
 		t.Fatalf("runstats: %s", got)
 	}
-	if got := d.ask(t, "api", ""); got != "Error: empty command (try help)\n" {
+	if got := d.Ask(t, "api", ""); got != "Error: empty command (try help)\n" {
 		t.Fatalf("empty API line: %q", got)
 	}
-}
-
-func waitTotal(n int, sinks ...*testutil.Sink) bool {
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		total := 0
-		for _, s := range sinks {
-			total += s.Count()
-		}
-		if total >= n {
-			return total == n
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return false
 }
 
 // TestBurstArrivesWhole: a 1,000,000-line burst on one connection reaches
@@ -190,13 +101,13 @@ func TestBurstArrivesWhole(t *testing.T) {
 				dests = append(dests, fmt.Sprintf("%s:%d", s.Addr(), i))
 			}
 			d := start(t, "-distribution", tc.mode, "-destinations", strings.Join(dests, ","))
-			d.send(t, buf.String())
-			if !waitTotal(tc.want, sinks...) {
+			d.Send(t, "listen", buf.String())
+			if !testutil.WaitTotal(tc.want, limit, sinks...) {
 				total := 0
 				for _, s := range sinks {
 					total += s.Count()
 				}
-				t.Fatalf("delivered %d of %d\n%s", total, tc.want, d.ask(t, "api", "stats"))
+				t.Fatalf("delivered %d of %d\n%s", total, tc.want, d.Ask(t, "api", "stats"))
 			}
 		})
 	}
@@ -207,7 +118,7 @@ func TestBurstArrivesWhole(t *testing.T) {
 func TestShutdownDeliversWhatWasReceived(t *testing.T) {
 	s := testutil.NewCountingSink(t)
 	d := start(t, "-destinations", s.Addr())
-	c, err := net.Dial("tcp", d.addrs["listen"])
+	c, err := net.Dial("tcp", d.Addrs["listen"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,25 +133,27 @@ func TestShutdownDeliversWhatWasReceived(t *testing.T) {
 	for s.Count() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	d.stop(t)
-	if got := s.Count(); got != 50000 {
-		t.Fatalf("delivered %d of 50000 by the end of run\n%s", got, d.stderr)
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(d.stderr.String(), "shutting down") {
-		t.Fatalf("no shutdown log:\n%s", d.stderr)
+	if got := s.Count(); got != 50000 {
+		t.Fatalf("delivered %d of 50000 by the end of run\n%s", got, d.Stderr)
+	}
+	if !strings.Contains(d.Stderr.String(), "shutting down") {
+		t.Fatalf("no shutdown log:\n%s", d.Stderr)
 	}
 }
 
 func TestConsoleOutAndSelfMetrics(t *testing.T) {
 	s := testutil.NewSink(t)
 	d := start(t, "-console-out", "-metrics-flush", "1", "-destinations", s.Addr())
-	d.send(t, "console.a 1 1700000000\n")
-	d.send(t, "console.b 2 1700000000\n")
+	d.Send(t, "listen", "console.a 1 1700000000\n")
+	d.Send(t, "listen", "console.b 2 1700000000\n")
 	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) && !(strings.Contains(d.stdout.String(), "console.b") && hasSelfMetric(s)) {
+	for time.Now().Before(deadline) && !(strings.Contains(d.Stdout.String(), "console.b") && hasSelfMetric(s)) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	out := d.stdout.String()
+	out := d.Stdout.String()
 	if !strings.Contains(out, "console.a 1 1700000000\n") || !strings.Contains(out, "console.b 2 1700000000\n") {
 		t.Fatalf("console output: %q", out)
 	}
@@ -342,11 +255,11 @@ func TestEnvConfiguresAndFlagsWin(t *testing.T) {
 	t.Setenv("POLYMUR_DESTINATIONS", s1.Addr())
 	t.Setenv("POLYMUR_API_ADDR", "127.0.0.1:1") // overridden by start's flag
 	d := start(t)
-	if !strings.Contains(d.ask(t, "api", "getdest"), s1.Addr()) {
+	if !strings.Contains(d.Ask(t, "api", "getdest"), s1.Addr()) {
 		t.Fatal("POLYMUR_DESTINATIONS ignored")
 	}
 	d2 := start(t, "-destinations", s2.Addr())
-	if got := d2.ask(t, "api", "getdest"); strings.Contains(got, s1.Addr()) || !strings.Contains(got, s2.Addr()) {
+	if got := d2.Ask(t, "api", "getdest"); strings.Contains(got, s1.Addr()) || !strings.Contains(got, s2.Addr()) {
 		t.Fatalf("flag did not win over env: %s", got)
 	}
 }

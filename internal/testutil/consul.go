@@ -75,6 +75,10 @@ func StartConsul(t testing.TB) *Consul {
 	return c
 }
 
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for daemons that must be restarted on the same address.
+func FreeAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+
 func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,266 @@
+package output
+
+import (
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/batch"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// gateway is a fake /ingest that records lines and answers what plan says.
+type gateway struct {
+	mu       sync.Mutex
+	lines    []string
+	requests int
+	plan     func(n int) int // status for the n-th /ingest request (1-based)
+	headers  http.Header
+	empty    int
+	maxBody  int64 // bodies larger than this get 413 (0: no limit)
+	tooLarge atomic.Int64
+}
+
+func (g *gateway) handler(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/ping" {
+		io.WriteString(w, "key is valid\n")
+		return
+	}
+	if g.maxBody > 0 && r.ContentLength > g.maxBody {
+		g.tooLarge.Add(1)
+		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	g.mu.Lock()
+	g.requests++
+	n := g.requests
+	g.headers = r.Header.Clone()
+	g.mu.Unlock()
+	status := 200
+	if g.plan != nil {
+		status = g.plan(n)
+	}
+	zr, err := gzip.NewReader(r.Body)
+	if err != nil {
+		http.Error(w, "not gzip", 400)
+		return
+	}
+	body, _ := io.ReadAll(zr)
+	if status != 200 {
+		http.Error(w, "planned failure", status)
+		return
+	}
+	g.mu.Lock()
+	if len(body) == 0 {
+		g.empty++
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
+		if l != "" {
+			g.lines = append(g.lines, l)
+		}
+	}
+	g.mu.Unlock()
+	io.WriteString(w, "Batch Received\n")
+}
+
+func (g *gateway) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.lines)
+}
+
+func startOutput(t *testing.T, g *gateway, cfg Config) (*Output, *httptest.Server, func()) {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(g.handler))
+	t.Cleanup(srv.Close)
+	cfg.Gateway, cfg.APIKey, cfg.Logger, cfg.InsecureSkipVerify = srv.URL, "k", quiet, true
+	if cfg.RetryMin == 0 {
+		cfg.RetryMin, cfg.RetryMax = time.Millisecond, 20*time.Millisecond
+	}
+	if cfg.FlushInterval == 0 {
+		cfg.FlushInterval = 10 * time.Millisecond
+	}
+	o, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Run(ctx); close(done) }()
+	stop := func() {
+		cancel()
+		o.CloseInput()
+		<-done
+	}
+	return o, srv, stop
+}
+
+func sendLines(t *testing.T, o *Output, prefix string, n int) {
+	t.Helper()
+	for i := 0; i < n; i += 100 {
+		b := batch.Get()
+		for j := i; j < min(i+100, n); j++ {
+			l := fmt.Sprintf("%s.m%d %d 1700000000\n", prefix, j, j)
+			b.Append([]byte(l), strings.IndexByte(l, ' '))
+		}
+		if err := o.Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitCount(t *testing.T, g *gateway, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for g.count() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway got %d of %d", g.count(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestDeliversInBatchesWithHeaders(t *testing.T) {
+	g := &gateway{}
+	o, _, stop := startOutput(t, g, Config{BatchSize: 1000})
+	sendLines(t, o, "ok", 10000)
+	waitCount(t, g, 10000)
+	stop()
+	if g.count() != 10000 || g.empty != 0 {
+		t.Fatalf("lines %d, empty batches %d", g.count(), g.empty)
+	}
+	if g.headers.Get("X-Polymur-Key") != "k" || g.headers.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("headers %v", g.headers)
+	}
+	s := o.Stats()
+	if s.Batches < 10 || s.WireBytes*5 > s.RawBytes {
+		t.Fatalf("stats %+v: want ≥10 batches and ≥5× compression", s)
+	}
+}
+
+func TestRetriesUntilAccepted(t *testing.T) {
+	for _, status := range []int{500, 502, 503, 401, 429} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			// The first three attempts fail; nothing may be lost or doubled.
+			g := &gateway{plan: func(n int) int {
+				if n <= 3 {
+					return status
+				}
+				return 200
+			}}
+			o, _, stop := startOutput(t, g, Config{AuthRetry: 10 * time.Millisecond})
+			sendLines(t, o, "retry", 500)
+			waitCount(t, g, 500)
+			stop()
+			if g.count() != 500 {
+				t.Fatalf("got %d lines, want 500", g.count())
+			}
+			if o.Stats().Retries < 3 {
+				t.Fatalf("retries %d", o.Stats().Retries)
+			}
+		})
+	}
+}
+
+func TestPermanentRejectionIsCounted(t *testing.T) {
+	g := &gateway{plan: func(int) int { return 400 }}
+	o, _, stop := startOutput(t, g, Config{})
+	sendLines(t, o, "bad", 10)
+	deadline := time.Now().Add(30 * time.Second)
+	for o.Stats().Dropped[DropRejected] != 10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if d := o.Stats().Dropped[DropRejected]; d != 10 {
+		t.Fatalf("dropped %d, want 10", d)
+	}
+}
+
+func TestTooLargeIsSplit(t *testing.T) {
+	g := &gateway{maxBody: 2500}
+	o, _, stop := startOutput(t, g, Config{BatchSize: 1000})
+	sendLines(t, o, "split", 1000)
+	waitCount(t, g, 1000)
+	stop()
+	if g.tooLarge.Load() == 0 || g.count() != 1000 {
+		t.Fatalf("413s %d, lines %d", g.tooLarge.Load(), g.count())
+	}
+}
+
+func TestGatewayDownAtStartThenUp(t *testing.T) {
+	// Reserve a port, start with nothing listening there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	o, err := New(Config{Gateway: "http://" + addr, APIKey: "k", Logger: quiet, RetryMin: time.Millisecond,
+		RetryMax: 50 * time.Millisecond, FlushInterval: 10 * time.Millisecond, QueueCap: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { o.Run(ctx); close(done) }()
+	sendLines(t, o, "early", 2000) // accepted while the gateway is down
+	g := &gateway{}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(g.handler)}
+	go srv.Serve(ln)
+	defer srv.Close()
+	waitCount(t, g, 2000)
+	cancel()
+	o.CloseInput()
+	<-done
+	if g.count() != 2000 || len(o.Stats().Dropped) != 0 {
+		t.Fatalf("lines %d dropped %v", g.count(), o.Stats().Dropped)
+	}
+}
+
+func TestFullQueueWhileFailingDropsAndCounts(t *testing.T) {
+	g := &gateway{plan: func(int) int { return 500 }}
+	o, _, stop := startOutput(t, g, Config{QueueCap: 5, Workers: 1, BatchSize: 100})
+	// Make the gateway fail once so the output knows it is failing.
+	sendLines(t, o, "f", 100)
+	deadline := time.Now().Add(30 * time.Second)
+	for !o.Stats().GatewayDown && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	sendLines(t, o, "g", 5000) // far more than the queue holds: must not block
+	s := o.Stats()
+	if s.Dropped[DropQueueFull] == 0 {
+		t.Fatalf("no drops counted: %+v", s)
+	}
+	if s.Received+s.Dropped[DropQueueFull] != 5100 {
+		t.Fatalf("received %d + dropped %d != 5100", s.Received, s.Dropped[DropQueueFull])
+	}
+	stop()
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Gateway: "gw.example.com"},
+		{Gateway: "https://x", CAFile: "/nonexistent.pem"},
+		{Gateway: "https://x", ClientCert: "/nonexistent.pem", ClientKey: "/nonexistent.pem"},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
