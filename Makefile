@@ -19,7 +19,7 @@ all: $(CMDS:%=$(BIN)/%)
 $(BIN)/%: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/$*
 
-demo: $(BIN)/polymur
+demo: all
 	$(GO) run ./demo -bin $(BIN)
 
 consul: $(CONSUL)

@@ -1,8 +1,10 @@
-// Command demo runs polymur end to end on loopback with built-in Graphite
-// sinks, so nothing but Go is needed: it starts three sinks, launches the
-// polymur binary in hash-route mode, sends sample lines, shows where they
+// Command demo runs the polymur suite end to end on loopback with built-in
+// Graphite sinks, so nothing but Go is needed. Part one launches polymur in
+// hash-route mode over three sinks, sends sample lines, shows where they
 // landed and what the API says, takes a destination down and back up, and
-// stops polymur with SIGTERM to show the drain. `make demo` runs it.
+// stops polymur with SIGTERM to show the drain. Part two runs the off-site
+// path: polymur-proxy → polymur-gateway (dev mode, no Consul) → a sink.
+// `make demo` runs it.
 package main
 
 import (
@@ -232,7 +234,79 @@ func demo(bin string) error {
 		return fmt.Errorf("polymur exited with %v", err)
 	}
 	fmt.Printf("\n    polymur exited cleanly; %d lines delivered in all.\n", total())
+	return pipeline(bin, now)
+}
+
+// pipeline runs polymur-proxy → polymur-gateway (dev mode) → a sink.
+func pipeline(bin string, now int64) error {
+	s, err := newSink("gw")
+	if err != nil {
+		return err
+	}
+	gwHTTP, gwAPI, pxListen, pxAPI := freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	host, port, _ := net.SplitHostPort(gwHTTP)
+	gwArgs := []string{"-dev-mode", "-key-prefix", "-listen-addr", host, "-listen-http-port", port,
+		"-api-addr", gwAPI, "-stat-addr", "", "-destinations", s.addr}
+	pxArgs := []string{"-gateway", "http://" + gwHTTP, "-api-key", "123", "-listen-addr", pxListen,
+		"-api-addr", pxAPI, "-stat-addr", "", "-flush-interval", "200ms"}
+	step("the off-site path: polymur-proxy → polymur-gateway (dev mode: key 123, name dev) → sink")
+	fmt.Printf("    %s %s\n", filepath.Join(bin, "polymur-gateway"), strings.Join(gwArgs, " "))
+	fmt.Printf("    %s %s\n", filepath.Join(bin, "polymur-proxy"), strings.Join(pxArgs, " "))
+	var procs []*exec.Cmd
+	for _, p := range []struct {
+		name string
+		args []string
+	}{{"polymur-gateway", gwArgs}, {"polymur-proxy", pxArgs}} {
+		cmd := exec.Command(filepath.Join(bin, p.name), p.args...)
+		logs := &prefixWriter{prefix: "    [" + p.name + "] ", w: os.Stdout}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		defer cmd.Process.Kill()
+		procs = append(procs, cmd)
+	}
+	if err := waitFor("the proxy and the gateway", func() bool { return ask(gwAPI, "ping") == "pong" && ask(pxAPI, "ping") == "pong" }); err != nil {
+		return err
+	}
+	const n = 20000
+	lines := make([]string, n)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("web%02d.requests.count %d %d", i%50, i, now)
+	}
+	step("sending %d lines to the proxy on %s", n, pxListen)
+	if err := send(pxListen, lines...); err != nil {
+		return err
+	}
+	if err := waitFor("delivery through the gateway", func() bool { return len(s.lines()) >= n }); err != nil {
+		return err
+	}
+	got := s.lines()
+	fmt.Printf("    the sink received %d lines, prefixed with the key's name, e.g.:\n        %s\n        %s\n", len(got), got[0], got[len(got)-1])
+	stats := ask(pxAPI, "stats")
+	fmt.Printf("    proxy: %s raw bytes went over the wire as %s gzip bytes\n", jsonField(stats, "raw_bytes"), jsonField(stats, "gzip_bytes"))
+	step("SIGTERM to both")
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].Process.Signal(syscall.SIGTERM)
+		if err := procs[i].Wait(); err != nil {
+			return fmt.Errorf("%s exited with %v", procs[i].Path, err)
+		}
+	}
+	fmt.Println("\n    done: everything sent was delivered, on both paths.")
 	return nil
+}
+
+// jsonField returns the text after `"key": ` up to the end of the value.
+func jsonField(s, key string) string {
+	i := strings.Index(s, `"`+key+`": `)
+	if i < 0 {
+		return "?"
+	}
+	v := s[i+len(key)+4:]
+	if j := strings.IndexAny(v, ",\n}"); j >= 0 {
+		v = v[:j]
+	}
+	return v
 }
 
 func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }
