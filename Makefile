@@ -49,8 +49,13 @@ fuzz-smoke fuzz:
 		tail -n 1 /tmp/polymur-fuzz.log; \
 	done
 
+# Go micro-benchmarks, then the side-by-side harness (polymur vs
+# carbon-c-relay, proxy → gateway, idle connections; results in
+# bench/results/latest.md). LINES=5000000 for longer runs.
+LINES ?= 1000000
 bench: all
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./batch ./pool
+	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
 
 clean:
 	rm -rf $(BIN)

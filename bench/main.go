@@ -1,0 +1,147 @@
+// Command bench is polymur's side-by-side benchmark harness (`make bench`).
+// On loopback it runs polymur and carbon-c-relay on the same pre-generated
+// input, to the same sinks, in the same modes (broadcast to 2 destinations,
+// carbon_ch/hash-route to 3), with 1 and 20 client connections, and reports
+// delivered %, input lines per wall second and per relay CPU-second
+// (utime+stime from /proc), and peak RSS (VmHWM). It also measures
+// polymur-proxy → polymur-gateway → sink and 10,000 idle connections. The
+// table is printed and written to bench/results/latest.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type options struct {
+	lines     int
+	conns     []int
+	bin       string
+	out       string
+	peer      string
+	install   bool
+	timeout   time.Duration
+	skipExtra bool
+}
+
+func main() {
+	var o options
+	var conns string
+	flag.IntVar(&o.lines, "lines", 1_000_000, "input lines per scenario")
+	flag.StringVar(&conns, "conns", "1,20", "client connection counts to run")
+	flag.StringVar(&o.bin, "bin", "bin", "directory with the polymur binaries")
+	flag.StringVar(&o.out, "out", "bench/results/latest.md", "where to write the results table")
+	flag.StringVar(&o.peer, "peer", "carbon-c-relay", "carbon-c-relay binary (name on PATH or path)")
+	flag.BoolVar(&o.install, "install", true, "apt-get install carbon-c-relay when it is missing")
+	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "longest wait for one scenario")
+	flag.BoolVar(&o.skipExtra, "skip-extra", false, "skip the proxy/gateway and idle-connection measurements")
+	flag.Parse()
+	for _, c := range strings.Split(conns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			fatal("-conns: %q is not a connection count", c)
+		}
+		o.conns = append(o.conns, n)
+	}
+	if err := bench(o); err != nil {
+		fatal("%v", err)
+	}
+}
+
+func fatal(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func bench(o options) error {
+	for _, b := range []string{"polymur", "polymur-proxy", "polymur-gateway"} {
+		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
+			return fmt.Errorf("%s not built (run make): %v", b, err)
+		}
+	}
+	peer, note := findPeer(o)
+	fmt.Printf("polymur bench: %d lines per scenario, connections %v, %d CPUs (%s)\n", o.lines, o.conns, runtime.NumCPU(), cpuModel())
+	if note != "" {
+		fmt.Println(note)
+	}
+	var results []result
+	for _, mode := range []string{"broadcast", "hash-route"} {
+		nd := 2
+		if mode == "hash-route" {
+			nd = 3
+		}
+		for _, conns := range o.conns {
+			in := generate(o.lines, conns)
+			relays := []relay{polymurRelay(o.bin, "defaults", nil)}
+			if peer != "" {
+				relays = append(relays,
+					ccrRelay(peer, fmt.Sprintf("-w %d -q 1000000 -b 10000", runtime.NumCPU()), []string{"-w", strconv.Itoa(runtime.NumCPU()), "-q", "1000000", "-b", "10000"}),
+					ccrRelay(peer, "defaults", nil))
+			}
+			for _, r := range relays {
+				res, err := runScenario(r, mode, nd, in, o.timeout)
+				if err != nil {
+					return fmt.Errorf("%s %s %d conns: %w", r.name, mode, conns, err)
+				}
+				fmt.Println(res.row(nil))
+				results = append(results, res)
+			}
+		}
+	}
+	var extras []string
+	if !o.skipExtra {
+		for _, tlsOn := range []bool{false, true} {
+			line, err := pipelineRun(o.bin, o.lines, tlsOn, o.timeout)
+			if err != nil {
+				return err
+			}
+			fmt.Println(line)
+			extras = append(extras, line)
+		}
+		line, err := idleConns(o.bin, 10000)
+		if err != nil {
+			return err
+		}
+		fmt.Println(line)
+		extras = append(extras, line)
+	}
+	return writeReport(o, results, extras, note)
+}
+
+// findPeer locates carbon-c-relay, installing the Debian package if asked.
+func findPeer(o options) (string, string) {
+	if p, err := exec.LookPath(o.peer); err == nil {
+		return p, ""
+	}
+	if o.install {
+		fmt.Println("carbon-c-relay not found: installing the Debian package (apt-get install carbon-c-relay)")
+		cmd := exec.Command("sh", "-c", "(apt-get install -y -qq carbon-c-relay || (apt-get update -qq && apt-get install -y -qq carbon-c-relay)) >/dev/null 2>&1")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Run()
+		if p, err := exec.LookPath(o.peer); err == nil {
+			return p, ""
+		}
+	}
+	return "", "carbon-c-relay could not be had (not on PATH, apt-get install failed): measuring polymur alone"
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			_, v, _ := strings.Cut(l, ":")
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
