@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/spool"
 )
 
 // Destination states.
@@ -34,6 +35,10 @@ type dest struct {
 	dropped    atomic.Uint64
 	reconnects atomic.Uint64
 	lastErr    atomic.Pointer[string]
+
+	sp       *spool.Spool // nil without -spool-dir
+	spooled  atomic.Uint64
+	replayed atomic.Uint64
 
 	removeOnce sync.Once
 	removed    chan struct{}
@@ -63,10 +68,14 @@ type writer struct {
 	pending []*batch.Batch
 	off     int // bytes of pending[0] already delivered (a line boundary)
 	bufs    net.Buffers
+
+	tokens     float64 // spool replay budget in lines (token bucket)
+	lastRefill time.Time
 }
 
 func (p *Pool) runDest(ctx context.Context, d *dest) {
 	w := &writer{p: p, d: d}
+	defer w.exit()
 	failures := 0
 	log := p.log.With("dest", d.Name)
 	for {
@@ -80,7 +89,10 @@ func (p *Pool) runDest(ctx context.Context, d *dest) {
 			if failures == 1 || failures == p.cfg.DeadAfter || failures%30 == 0 {
 				log.Warn("destination unreachable", "err", err, "attempt", failures)
 			}
-			if failures >= p.cfg.DeadAfter && d.state.Load() != stateDead {
+			if d.sp != nil && p.draining.Load() {
+				w.spoolPending() // shutting down while it is away: keep it on disk
+			}
+			if failures >= p.cfg.DeadAfter && d.state.Load() != stateDead && d.sp == nil {
 				p.setState(d, stateDead)
 				log.Error("destination declared dead", "failed_reconnects", failures, "queued", d.q.depth()+int(d.pending.Load()))
 			}
@@ -106,8 +118,7 @@ func (p *Pool) runDest(ctx context.Context, d *dest) {
 			w.onRemoved(ctx, false)
 			return
 		case ctx.Err() != nil:
-			w.dropPending()
-			return
+			return // exit keeps or counts what is pending
 		}
 		p.setState(d, stateConnecting)
 		d.reconnects.Add(1)
@@ -123,8 +134,7 @@ func (w *writer) finished(ctx context.Context) bool {
 		w.onRemoved(ctx, true)
 		return true
 	case ctx.Err() != nil:
-		w.dropPending()
-		return true
+		return true // exit keeps or counts what is pending
 	}
 	select {
 	case <-w.p.stop:
@@ -194,10 +204,17 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
 	for {
 		if len(w.pending) == 0 {
 			w.pending = w.d.q.popAll(w.pending)
+			w.replay(nil)
 			w.d.pending.Store(int64(w.pendingPoints()))
 			if len(w.pending) == 0 {
 				idle = true
+				spoolCh, wait := w.replayChan()
 				select {
+				case buf := <-spoolCh:
+					w.replay(buf)
+					continue
+				case <-wait:
+					continue
 				case <-w.d.q.ready:
 					continue
 				case <-peerGone:
@@ -369,6 +386,88 @@ func (w *writer) dropPending() {
 		w.p.log.Error("points not delivered before shutdown", "dest", w.d.Name, "n", n)
 	}
 	w.releaseAll()
+}
+
+// replayChan returns the spool's channel when the replay budget allows a
+// read, else a timer channel for when it will (both nil without a spool).
+func (w *writer) replayChan() (<-chan []byte, <-chan time.Time) {
+	if w.d.sp == nil || w.p.draining.Load() {
+		return nil, nil
+	}
+	w.refill()
+	if w.tokens > 0 {
+		return w.d.sp.Chan(), nil
+	}
+	return nil, time.After(time.Duration(-w.tokens/float64(w.p.cfg.SpoolReplayRate)*float64(time.Second)) + time.Millisecond)
+}
+
+func (w *writer) refill() {
+	now := time.Now()
+	rate := float64(w.p.cfg.SpoolReplayRate)
+	if w.lastRefill.IsZero() {
+		w.tokens = rate
+	} else {
+		w.tokens = min(rate, w.tokens+now.Sub(w.lastRefill).Seconds()*rate)
+	}
+	w.lastRefill = now
+}
+
+// replay appends buf (when not nil) and then whatever the spool has ready
+// within the replay budget to the pending batches: spooled points flow at a
+// bounded rate beside new ones.
+func (w *writer) replay(buf []byte) {
+	if w.d.sp == nil || w.p.draining.Load() {
+		return
+	}
+	take := func(buf []byte) {
+		b := spool.ToBatch(buf)
+		w.d.sp.Taken(buf, b.Len())
+		w.tokens -= float64(b.Len())
+		w.d.replayed.Add(uint64(b.Len()))
+		w.pending = append(w.pending, b)
+	}
+	if buf != nil {
+		take(buf)
+	}
+	w.refill()
+	for w.tokens > 0 {
+		select {
+		case buf := <-w.d.sp.Chan():
+			take(buf)
+		default:
+			return
+		}
+	}
+}
+
+// spoolPending writes the writer's pending points and its queue to the spool.
+func (w *writer) spoolPending() {
+	all := w.d.q.popAll(w.takePending())
+	for i, b := range all {
+		if !w.p.spoolBatch(w.d, b) {
+			w.pending = all[i:]
+			w.d.pending.Store(int64(w.pendingPoints()))
+			return
+		}
+	}
+}
+
+// exit disposes of what the writer still holds when it stops: spooled when
+// there is a spool, else counted as lost.
+func (w *writer) exit() {
+	if len(w.pending) == 0 {
+		return
+	}
+	if w.d.sp != nil {
+		for _, b := range w.takePending() {
+			if !w.p.spoolBatch(w.d, b) {
+				w.p.drops.add(DropShutdown, uint64(b.Len()))
+				b.Release()
+			}
+		}
+		return
+	}
+	w.dropPending()
 }
 
 // setState changes d's state, rebuilding the ring tables when d joins or

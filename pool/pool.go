@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/spool"
 )
 
 // Mode is the distribution method.
@@ -72,6 +73,14 @@ type Config struct {
 
 	StatusInterval time.Duration // queue/drop summary log period; default 5s; <0 disables
 
+	// SpoolDir, when set, gives every destination an on-disk spool: points
+	// that do not fit its memory queue go there instead of waiting or being
+	// dropped, a hash-route destination keeps its ring share while down, and
+	// what is undelivered at shutdown is kept for the next start.
+	SpoolDir        string
+	SpoolMaxBytes   int64 // per destination; default 1 GiB
+	SpoolReplayRate int   // lines per second replayed per destination; default 50000
+
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
 	// ObserveWrite, when set, is told how long each destination write took.
@@ -102,6 +111,10 @@ func (c *Config) fill() error {
 	defd(&c.ReconnectMax, 10*time.Second)
 	defd(&c.DrainTimeout, 10*time.Second)
 	defd(&c.StatusInterval, 5*time.Second)
+	if c.SpoolMaxBytes == 0 {
+		c.SpoolMaxBytes = 1 << 30
+	}
+	def(&c.SpoolReplayRate, 50000)
 	if c.QueueCap < 1 || c.IncomingCap < 1 || c.RetryCap < 1 || c.DeadAfter < 1 {
 		return errors.New("pool: queue capacities and DeadAfter must be positive")
 	}
@@ -129,6 +142,7 @@ const (
 	DropNoDestination = "no_destinations"      // nothing registered to send to
 	DropRemoved       = "dest_removed"         // deldest while points were still queued
 	DropShutdown      = "shutdown"             // not delivered within the drain timeout
+	DropSpoolFull     = "spool_full"           // destination down, queue and spool full
 )
 
 // Pool distributes batches to destinations. Its methods are safe for
@@ -151,6 +165,7 @@ type Pool struct {
 
 	stop     chan struct{} // closed when everything is delivered after shutdown
 	inflight atomic.Int64  // points in the retry queue or being re-placed
+	draining atomic.Bool   // the input is closed: settle queues
 
 	received atomic.Uint64
 	retried  atomic.Uint64
@@ -187,14 +202,43 @@ func New(cfg Config) (*Pool, error) {
 		if err := checkDuplicate(cfg.Destinations[:i], d); err != nil {
 			return nil, err
 		}
-		dests = append(dests, p.newDest(d))
+		nd, err := p.newDest(d)
+		if err != nil {
+			return nil, err
+		}
+		dests = append(dests, nd)
 	}
 	p.setView(dests)
 	return p, nil
 }
 
-func (p *Pool) newDest(d Destination) *dest {
-	return &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{})}
+func (p *Pool) newDest(d Destination) (*dest, error) {
+	nd := &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{})}
+	if p.cfg.SpoolDir != "" {
+		sp, err := spool.Open(p.cfg.SpoolDir, d.Name, p.cfg.SpoolMaxBytes, p.log)
+		if err != nil {
+			return nil, err
+		}
+		if n := sp.Depth(); n > 0 {
+			p.log.Info("spool from an earlier run will be replayed", "dest", d.Name, "batches", n, "bytes", sp.Bytes())
+		}
+		nd.sp = sp
+	}
+	return nd, nil
+}
+
+// spoolBatch writes b to d's spool and releases it; false (b kept) when the
+// spool is full or failing.
+func (p *Pool) spoolBatch(d *dest, b *batch.Batch) bool {
+	if err := d.sp.Put(b); err != nil {
+		if !errors.Is(err, spool.ErrFull) {
+			p.log.Error("spool write failed", "dest", d.Name, "err", err)
+		}
+		return false
+	}
+	d.spooled.Add(uint64(b.Len()))
+	b.Release()
+	return true
 }
 
 // setView publishes a new snapshot for dests. Callers hold p.mu (or own p).
@@ -322,6 +366,7 @@ func (p *Pool) distributeLoop(ctx context.Context) {
 // awaitQuiet keeps re-placing retried batches after the input closed until
 // nothing is queued anywhere, or ctx (the drain deadline) ends.
 func (p *Pool) awaitQuiet(ctx context.Context) {
+	p.draining.Store(true)
 	r := newRouter(p)
 	defer r.stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -337,8 +382,25 @@ func (p *Pool) awaitQuiet(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		p.settleDown()
 		if p.quiet() {
 			return
+		}
+	}
+}
+
+// settleDown spools what waits for destinations that are down, so that a
+// shutdown does not wait the drain timeout for them.
+func (p *Pool) settleDown() {
+	for _, d := range p.view.Load().dests {
+		if d.sp == nil || d.state.Load() == stateUp {
+			continue
+		}
+		for _, b := range d.q.popAll(nil) {
+			if !p.spoolBatch(d, b) {
+				d.q.pushFront([]*batch.Batch{b})
+				return
+			}
 		}
 	}
 }
@@ -351,6 +413,9 @@ func (p *Pool) quiet() bool {
 		return false
 	}
 	for _, d := range p.view.Load().dests {
+		if d.sp != nil && d.state.Load() != stateUp {
+			continue // settled: what it holds goes to its spool
+		}
 		if d.q.depth() > 0 || d.pending.Load() > 0 {
 			return false
 		}
@@ -360,8 +425,11 @@ func (p *Pool) quiet() bool {
 
 func (p *Pool) countLeftovers() {
 	var lost int
-	take := func(q *queue) {
+	take := func(q *queue, d *dest) {
 		for _, b := range q.popAll(nil) {
+			if d != nil && d.sp != nil && p.spoolBatch(d, b) {
+				continue
+			}
 			lost += b.Len()
 			b.Release()
 		}
@@ -381,10 +449,15 @@ func (p *Pool) countLeftovers() {
 		break
 	}
 	for _, d := range p.view.Load().dests {
-		take(d.q)
+		take(d.q, d)
+		if d.sp != nil {
+			if err := d.sp.Close(); err != nil {
+				p.log.Error("closing spool", "dest", d.Name, "err", err)
+			}
+		}
 	}
 	if p.console != nil {
-		take(p.console)
+		take(p.console, nil)
 	}
 	if lost > 0 {
 		p.drops.add(DropShutdown, uint64(lost))
@@ -409,7 +482,10 @@ func (p *Pool) PutDest(spec string) error {
 	if err := checkDuplicate(have, d); err != nil {
 		return err
 	}
-	nd := p.newDest(d)
+	nd, err := p.newDest(d)
+	if err != nil {
+		return err
+	}
 	p.setView(append(cur[:len(cur):len(cur)], nd))
 	p.startWriter(nd)
 	p.log.Info("registered destination", "dest", d.Name)

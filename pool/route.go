@@ -81,6 +81,18 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 		}
 		st := d.state.Load()
 		removed := d.isRemoved()
+		if d.sp != nil && !removed {
+			if p.spoolBatch(d, b) {
+				return // policy: spool (the queue is full)
+			}
+			if st != stateUp {
+				p.drops.add(DropSpoolFull, uint64(b.Len()))
+				d.dropped.Add(uint64(b.Len()))
+				b.Release()
+				return
+			}
+			// Spool full but the destination is healthy: backpressure below.
+		}
 		if p.cfg.Mode == HashRoute && (removed || st == stateDead) {
 			if p.view.Load() == v {
 				// The state changes under p.mu before the view is replaced:

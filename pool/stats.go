@@ -44,6 +44,10 @@ type DestStats struct {
 	QueueDepth int       `json:"queue_depth"`
 	QueueCap   int       `json:"queue_cap"`
 	InFlight   int64     `json:"in_flight"`
+	Spooled    uint64    `json:"spooled,omitempty"`
+	Replayed   uint64    `json:"replayed,omitempty"`
+	SpoolBytes int64     `json:"spool_bytes,omitempty"`
+	SpoolLines int64     `json:"spool_lines,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
 	Registered time.Time `json:"registered"`
 }
@@ -86,6 +90,9 @@ func (p *Pool) Stats() Stats {
 			QueueCap:   p.cfg.QueueCap,
 			InFlight:   d.pending.Load(),
 			Registered: d.registered,
+		}
+		if d.sp != nil {
+			ds.Spooled, ds.Replayed, ds.SpoolBytes, ds.SpoolLines = d.spooled.Load(), d.replayed.Load(), d.sp.Bytes(), d.sp.Lines()
 		}
 		if e := d.lastErr.Load(); e != nil && ds.State != "up" {
 			ds.LastError = *e

@@ -1,0 +1,148 @@
+package pool
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/internal/testutil"
+)
+
+func TestSpoolKeepsAnOutageAndReplaysIt(t *testing.T) {
+	for _, mode := range []Mode{Broadcast, HashRoute} {
+		t.Run(mode.String(), func(t *testing.T) {
+			up, down := testutil.NewSink(t), testutil.NewSink(t)
+			ds := dests(t, up, down)
+			down.Stop()
+			h := startPool(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, DeadAfter: 1,
+				SpoolDir: t.TempDir(), SpoolReplayRate: 20000})
+			ls := lines("spool", 5000)
+			send(t, h.p, ls)
+			settle(t, h.p)
+			st := h.p.Stats()
+			if st.Destinations[1].Spooled == 0 || len(st.Dropped) != 0 {
+				t.Fatalf("nothing spooled or something dropped: %+v", st)
+			}
+			wantDown := 5000
+			if mode == HashRoute {
+				wantDown = 0
+				for _, l := range ls {
+					if h.p.Route(l[:strings.IndexByte(l, ' ')])[0] == ds[1].Name {
+						wantDown++
+					}
+				}
+				// A spooled destination keeps its ring share: nothing moved.
+				if up.WaitCount(5000-wantDown, wait); up.Count() != 5000-wantDown {
+					t.Fatalf("up node got %d, want exactly its share %d", up.Count(), 5000-wantDown)
+				}
+			}
+			down.Start()
+			if !down.WaitCount(wantDown, wait) {
+				t.Fatalf("recovered node got %d of %d", down.Count(), wantDown)
+			}
+			h.shutdown()
+			if down.Count() != wantDown || down.Sum() != sumOf(ls, func(l string) bool {
+				return mode == Broadcast || h.p.Route(l[:strings.IndexByte(l, ' ')])[0] == ds[1].Name
+			}) {
+				t.Fatalf("replay delivered %d lines (want %d) or wrong lines", down.Count(), wantDown)
+			}
+		})
+	}
+}
+
+// settle waits until the distributor has placed everything sent so far.
+func settle(t *testing.T, p *Pool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		st := p.Stats()
+		placed := uint64(0)
+		for _, d := range st.Destinations {
+			placed += uint64(d.QueueDepth) + uint64(d.InFlight) + d.Spooled + d.Sent + d.Dropped
+		}
+		if st.IncomingDepth == 0 && placed >= st.Received*uint64(len(st.Destinations)) && st.Distribution == "broadcast" ||
+			st.IncomingDepth == 0 && placed >= st.Received && st.Distribution == "hash-route" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipeline did not settle: %+v", st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func sumOf(ls []string, keep func(string) bool) uint64 {
+	var kept []string
+	for _, l := range ls {
+		if keep(l) {
+			kept = append(kept, l)
+		}
+	}
+	return testutil.Checksum(kept...)
+}
+
+func TestSpoolSurvivesRestart(t *testing.T) {
+	s := testutil.NewSink(t)
+	ds := dests(t, s)
+	s.Stop()
+	dir := t.TempDir()
+	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, SpoolDir: dir, DrainTimeout: time.Minute})
+	ls := lines("restart", 3000)
+	send(t, h.p, ls)
+	start := time.Now()
+	h.shutdown() // the destination is down: everything goes to disk, no waiting
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("shutdown waited %v for a down destination", took)
+	}
+	if d := h.p.Stats().Dropped; len(d) != 0 {
+		t.Fatalf("dropped at shutdown: %v", d)
+	}
+	s.Start()
+	h2 := startPool(t, Config{Mode: Broadcast, Destinations: ds, SpoolDir: dir})
+	if !s.WaitCount(3000, wait) {
+		t.Fatalf("after restart got %d of 3000", s.Count())
+	}
+	h2.shutdown()
+	if s.Count() != 3000 || s.Sum() != testutil.Checksum(ls...) {
+		t.Fatalf("got %d lines, checksum ok %v", s.Count(), s.Sum() == testutil.Checksum(ls...))
+	}
+}
+
+func TestSpoolFullDropsAndCounts(t *testing.T) {
+	s := testutil.NewSink(t)
+	ds := dests(t, s)
+	s.Stop()
+	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 100, SpoolDir: t.TempDir(), SpoolMaxBytes: 20000})
+	send(t, h.p, lines("full", 3000))
+	settle(t, h.p)
+	st := h.p.Stats()
+	d := st.Destinations[0]
+	kept := d.QueueDepth + int(d.InFlight) + int(d.Spooled)
+	if st.Dropped[DropSpoolFull] == 0 || kept+int(st.Dropped[DropSpoolFull]) != 3000 {
+		t.Fatalf("kept %d + dropped %v != 3000", kept, st.Dropped)
+	}
+}
+
+func TestSpoolSlowDestinationDoesNotHoldOthersBack(t *testing.T) {
+	fast, slow := testutil.NewCountingSink(t), testutil.NewCountingSink(t)
+	slow.SetDelay(5 * time.Millisecond)
+	h := startPool(t, Config{Mode: Broadcast, Destinations: dests(t, fast, slow), QueueCap: 200,
+		SpoolDir: t.TempDir(), SpoolReplayRate: 1 << 30})
+	n := 30000
+	send(t, h.p, lines("slowspool", n))
+	if !fast.WaitCount(n, wait) {
+		t.Fatalf("fast destination got %d of %d", fast.Count(), n)
+	}
+	if slow.Count() >= n {
+		t.Skip("the slow destination kept up; nothing to show")
+	}
+	if h.p.Stats().Destinations[1].Spooled == 0 {
+		t.Fatal("slow destination's overflow not spooled")
+	}
+	if !slow.WaitCount(n, 2*wait) {
+		t.Fatalf("slow destination got %d of %d", slow.Count(), n)
+	}
+	if d := h.p.Stats().Dropped; len(d) != 0 {
+		t.Fatalf("dropped %v", d)
+	}
+}
