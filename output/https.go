@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/spool"
 )
 
 // Config configures an Output. Zero values take the defaults.
@@ -52,6 +53,13 @@ type Config struct {
 	GzipLevel  int           // default gzip.BestSpeed
 	DrainGrace time.Duration // delivery time after shutdown starts; default 10s
 
+	// SpoolDir, when set, keeps batches the gateway has not accepted on disk:
+	// what does not fit the queue while the gateway is failing, and what is
+	// undelivered at shutdown; they are sent when the gateway answers again,
+	// also after a restart.
+	SpoolDir      string
+	SpoolMaxBytes int64 // default 1 GiB
+
 	// ObservePost, when set, is told how long each successful POST took.
 	ObservePost func(time.Duration)
 	Logger      *slog.Logger
@@ -62,6 +70,7 @@ const (
 	DropQueueFull = "queue_full_gateway_failing"
 	DropRejected  = "rejected_by_gateway"
 	DropShutdown  = "shutdown"
+	DropSpoolFull = "spool_full"
 )
 
 // Output sends batches to the gateway. Send is safe for concurrent use.
@@ -77,6 +86,9 @@ type Output struct {
 	inClosed  chan struct{}
 	closeOnce sync.Once
 
+	sp       *spool.Spool
+	spooled  atomic.Uint64
+	replayed atomic.Uint64
 	failing  atomic.Bool // the last POST attempt failed
 	received atomic.Uint64
 	sent     atomic.Uint64
@@ -116,6 +128,9 @@ func New(cfg Config) (*Output, error) {
 	defd(&cfg.RetryMax, 30*time.Second)
 	defd(&cfg.AuthRetry, 30*time.Second)
 	defd(&cfg.DrainGrace, 10*time.Second)
+	if cfg.SpoolMaxBytes == 0 {
+		cfg.SpoolMaxBytes = 1 << 30
+	}
 	if cfg.Workers < 1 || cfg.QueueCap < 1 || cfg.BatchSize < 1 || cfg.FlushInterval < 0 {
 		return nil, errors.New("workers, queue capacity and batch size must be positive")
 	}
@@ -137,7 +152,17 @@ func New(cfg Config) (*Output, error) {
 		ForceAttemptHTTP2:     true,
 	}
 	base := strings.TrimRight(cfg.Gateway, "/")
+	var sp *spool.Spool
+	if cfg.SpoolDir != "" {
+		if sp, err = spool.Open(cfg.SpoolDir, "gateway", cfg.SpoolMaxBytes, cfg.Logger); err != nil {
+			return nil, err
+		}
+		if n := sp.Depth(); n > 0 {
+			cfg.Logger.Info("spool from an earlier run will be sent", "batches", n, "bytes", sp.Bytes())
+		}
+	}
 	return &Output{
+		sp:  sp,
 		cfg: cfg, log: cfg.Logger,
 		client:   &http.Client{Transport: tr, Timeout: cfg.Timeout},
 		ingest:   base + "/ingest",
@@ -177,6 +202,24 @@ func clientTLS(cfg Config) (*tls.Config, error) {
 	return c, nil
 }
 
+// keep spools b (when there is a spool) or counts it as dropped for
+// reason. The caller still owns b.
+func (o *Output) keep(b *batch.Batch, reason string) {
+	if o.sp != nil {
+		err := o.sp.Put(b)
+		if err == nil {
+			o.spooled.Add(uint64(b.Len()))
+			return
+		}
+		if errors.Is(err, spool.ErrFull) {
+			reason = DropSpoolFull
+		} else {
+			o.log.Error("spool write failed", "err", err)
+		}
+	}
+	o.drop(reason, b.Len())
+}
+
 func (o *Output) drop(reason string, n int) {
 	if n == 0 {
 		return
@@ -206,7 +249,7 @@ func (o *Output) Send(ctx context.Context, b *batch.Batch) error {
 		default:
 		}
 		if o.failing.Load() {
-			o.drop(DropQueueFull, n)
+			o.keep(b, DropQueueFull) // policy: spool, else drop-and-count
 			b.Release()
 			return nil
 		}
@@ -249,23 +292,28 @@ func (o *Output) Run(ctx context.Context) error {
 	o.gather(hard)
 	close(o.posts)
 	workers.Wait()
-	lost := 0
+	left := 0
 	for {
 		select {
 		case b := <-o.in:
-			lost += b.Len()
+			left += b.Len()
+			o.keep(b, DropShutdown)
 			b.Release()
 			continue
 		default:
 		}
 		break
 	}
-	if lost > 0 {
-		o.drop(DropShutdown, lost)
-		o.log.Error("points not delivered before shutdown", "n", lost)
+	if left > 0 {
+		o.log.Error("points not delivered before shutdown", "n", left, "spooled", o.sp != nil)
 	}
 	cancel()
 	wg.Wait()
+	if o.sp != nil {
+		if err := o.sp.Close(); err != nil {
+			o.log.Error("closing spool", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -285,8 +333,8 @@ func (o *Output) gather(ctx context.Context) {
 			cur = batch.Get()
 			return true
 		case <-ctx.Done():
-			o.drop(DropShutdown, cur.Len())
-			o.log.Error("points not delivered before shutdown", "n", cur.Len())
+			o.log.Error("points not delivered before shutdown", "n", cur.Len(), "spooled", o.sp != nil)
+			o.keep(cur, DropShutdown)
 			cur.Release()
 			cur = batch.Get()
 			return false
@@ -307,8 +355,19 @@ func (o *Output) gather(ctx context.Context) {
 	}
 	defer func() { cur.Release() }()
 	for {
+		// Spooled batches go out oldest first, beside new ones; while the
+		// gateway is away they wait in the workers' retries.
+		var replay <-chan []byte
+		if o.sp != nil {
+			replay = o.sp.Chan()
+		}
 		select {
 		case b := <-o.in:
+			add(b)
+		case buf := <-replay:
+			b := spool.ToBatch(buf)
+			o.sp.Taken(buf, b.Len())
+			o.replayed.Add(uint64(b.Len()))
 			add(b)
 		case <-timer.C:
 			flush()
@@ -366,8 +425,8 @@ func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byt
 			return
 		}
 		if ctx.Err() != nil {
-			o.drop(DropShutdown, b.Len())
-			o.log.Error("batch not delivered before shutdown", "worker", id, "n", b.Len())
+			o.log.Error("batch not delivered before shutdown", "worker", id, "n", b.Len(), "spooled", o.sp != nil)
+			o.keep(b, DropShutdown)
 			return
 		}
 		attempt++
@@ -485,6 +544,9 @@ type Stats struct {
 	RawBytes    uint64            `json:"raw_bytes"`
 	WireBytes   uint64            `json:"gzip_bytes"`
 	GatewayDown bool              `json:"gateway_failing"`
+	Spooled     uint64            `json:"spooled,omitempty"`
+	Replayed    uint64            `json:"replayed,omitempty"`
+	SpoolBytes  int64             `json:"spool_bytes,omitempty"`
 }
 
 // Stats returns the counters.
@@ -495,7 +557,11 @@ func (o *Output) Stats() Stats {
 		d[k] = v
 	}
 	o.dropMu.Unlock()
-	return Stats{Received: o.received.Load(), Sent: o.sent.Load(), Batches: o.batches.Load(), Retries: o.retries.Load(),
+	st := Stats{Received: o.received.Load(), Sent: o.sent.Load(), Batches: o.batches.Load(), Retries: o.retries.Load(),
 		Dropped: d, QueueDepth: len(o.in), QueueCap: cap(o.in), RawBytes: o.rawBytes.Load(), WireBytes: o.gzBytes.Load(),
-		GatewayDown: o.failing.Load()}
+		GatewayDown: o.failing.Load(), Spooled: o.spooled.Load(), Replayed: o.replayed.Load()}
+	if o.sp != nil {
+		st.SpoolBytes = o.sp.Bytes()
+	}
+	return st
 }

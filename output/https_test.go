@@ -264,3 +264,29 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSpoolKeepsBatchesAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	down := &gateway{plan: func(int) int { return 500 }}
+	o, _, stop := startOutput(t, down, Config{SpoolDir: dir, QueueCap: 10, Workers: 1, BatchSize: 100, DrainGrace: 200 * time.Millisecond})
+	sendLines(t, o, "kept", 5000) // the gateway refuses everything
+	stop()
+	s := o.Stats()
+	if len(s.Dropped) != 0 || s.Spooled == 0 || down.count() != 0 {
+		t.Fatalf("stats %+v, gateway got %d", s, down.count())
+	}
+	up := &gateway{}
+	o2, _, stop2 := startOutput(t, up, Config{SpoolDir: dir})
+	waitCount(t, up, 5000)
+	stop2()
+	if up.count() != 5000 || o2.Stats().Replayed != 5000 {
+		t.Fatalf("after restart: gateway got %d, replayed %d", up.count(), o2.Stats().Replayed)
+	}
+	seen := map[string]bool{}
+	for _, l := range up.lines {
+		if seen[l] {
+			t.Fatalf("duplicate %q", l)
+		}
+		seen[l] = true
+	}
+}

@@ -83,6 +83,9 @@ type Config struct {
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
+	// OnChange, when set, is told the destination list (configuration
+	// order) after every PutDest and DelDest, to persist it.
+	OnChange func(dests []string)
 	// ObserveWrite, when set, is told how long each destination write took.
 	ObserveWrite func(time.Duration)
 	// Dial opens a destination connection; default net.Dialer.
@@ -489,6 +492,7 @@ func (p *Pool) PutDest(spec string) error {
 	p.setView(append(cur[:len(cur):len(cur)], nd))
 	p.startWriter(nd)
 	p.log.Info("registered destination", "dest", d.Name)
+	p.changed()
 	return nil
 }
 
@@ -510,9 +514,22 @@ func (p *Pool) DelDest(name string) error {
 			d.q.close()
 		}
 		p.log.Info("unregistered destination", "dest", name)
+		p.changed()
 		return nil
 	}
 	return fmt.Errorf("destination %s is not registered", name)
+}
+
+// changed reports the destination list to OnChange. Callers hold p.mu.
+func (p *Pool) changed() {
+	if p.cfg.OnChange == nil {
+		return
+	}
+	var names []string
+	for _, d := range p.view.Load().dests {
+		names = append(names, d.Name)
+	}
+	p.cfg.OnChange(names)
 }
 
 // Route returns the destinations a metric name goes to now.

@@ -22,6 +22,8 @@ type config struct {
 	flushInterval, httpTimeout   time.Duration
 	drainTimeout                 time.Duration
 	maxLine                      int
+	spoolDir                     string
+	spoolMaxBytes                int64
 	validation                   string
 	level                        batch.Level
 	logLevel, logFormat          string
@@ -61,6 +63,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM/SIGINT, time allowed to deliver what was already received")
 	fs.BoolVar(&c.consoleOut, "console-out", false, "Dump output to console (print every line to stdout; also send when -gateway is set)")
 	fs.IntVar(&c.metricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
+	fs.StringVar(&c.spoolDir, "spool-dir", "", "Directory for a disk spool of batches the gateway has not accepted (empty: no spool)")
+	fs.Int64Var(&c.spoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool in bytes")
 	fs.IntVar(&c.maxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
 	fs.StringVar(&c.validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
 	fs.BoolVar(&c.verbose, "verbose", false, "Log every batch sent (same as -log-level debug)")
@@ -91,5 +95,6 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		daemon.Rule{Msg: "-metrics-flush must be 0 or more seconds", OK: c.metricsFlush >= 0},
 		daemon.Rule{Msg: "-max-line-length must be from 16 to 16777216", OK: c.maxLine >= 16 && c.maxLine <= 1<<24},
 		daemon.Rule{Msg: "-listen-addr must not be empty", OK: c.listenAddr != ""},
+		daemon.Rule{Msg: "-spool-max-bytes must be positive", OK: c.spoolMaxBytes > 0},
 	)
 }

@@ -29,7 +29,8 @@ func newPipeline(c *config, stdout io.Writer, log *slog.Logger) (*pipeline, erro
 	if c.gateway != "" {
 		o, err := output.New(output.Config{Gateway: c.gateway, APIKey: c.apiKey, Workers: c.workers, QueueCap: c.queueCap,
 			BatchSize: c.batchSize, FlushInterval: c.flushInterval, CAFile: c.cert, ClientCert: c.clientCert,
-			ClientKey: c.clientKey, Timeout: c.httpTimeout, DrainGrace: c.drainTimeout, ObservePost: p.lat.Observe, Logger: log})
+			ClientKey: c.clientKey, Timeout: c.httpTimeout, DrainGrace: c.drainTimeout, ObservePost: p.lat.Observe, Logger: log,
+			SpoolDir: c.spoolDir, SpoolMaxBytes: c.spoolMaxBytes})
 		if err != nil {
 			return nil, err
 		}

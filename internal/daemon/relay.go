@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -33,11 +37,16 @@ type RelayFlags struct {
 	WriteTimeout             time.Duration
 	DeadAfter                int
 	LogLevel, LogFormat      string
+	SpoolDir                 string
+	SpoolMaxBytes            int64
+	SpoolReplayRate          int
+	StateFile                string
 
 	// Filled by Check.
-	Mode  pool.Mode
-	Dests []pool.Destination
-	Level batch.Level
+	Mode      pool.Mode
+	Dests     []pool.Destination
+	Level     batch.Level
+	fromState bool
 }
 
 // Register defines the shared flags on fs with the seeds' names and defaults.
@@ -56,6 +65,10 @@ func (f *RelayFlags) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.ReconnectMax, "reconnect-max", 10*time.Second, "Longest wait between reconnect attempts (backoff starts at 250ms)")
 	fs.IntVar(&f.DeadAfter, "dead-after", 3, "Failed reconnects before a hash-route destination's share is re-routed to the others")
 	fs.DurationVar(&f.WriteTimeout, "write-timeout", 30*time.Second, "A destination that accepts no data for this long is reconnected")
+	fs.StringVar(&f.SpoolDir, "spool-dir", "", "Directory for per-destination disk spools (empty: no spool). Points that do not fit a destination's queue are kept there and replayed")
+	fs.Int64Var(&f.SpoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool per destination in bytes; beyond it points for a down destination are dropped and counted")
+	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")
+	fs.StringVar(&f.StateFile, "state-file", "", "File that keeps runtime destination changes (putdest/deldest) across restarts; when it exists it replaces -destinations")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	fs.StringVar(&f.LogFormat, "log-format", "text", "Log format: text or json")
 }
@@ -72,6 +85,18 @@ func (f *RelayFlags) Check() error {
 	if f.Dests, err = pool.ParseDestinations(f.Destinations); err != nil {
 		return fmt.Errorf("-destinations: %w", err)
 	}
+	if f.StateFile != "" {
+		saved, ok, err := readState(f.StateFile)
+		if err != nil {
+			return fmt.Errorf("-state-file: %w", err)
+		}
+		if ok {
+			if f.Dests, err = pool.ParseDestinations(strings.Join(saved, ",")); err != nil {
+				return fmt.Errorf("-state-file %s: %w", f.StateFile, err)
+			}
+			f.fromState = true
+		}
+	}
 	return Require(
 		Rule{"-outgoing-queue-cap must be at least 1", f.OutgoingCap >= 1},
 		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
@@ -81,6 +106,8 @@ func (f *RelayFlags) Check() error {
 		Rule{"-reconnect-max must be at least 250ms", f.ReconnectMax >= 250*time.Millisecond},
 		Rule{"-dead-after must be at least 1", f.DeadAfter >= 1},
 		Rule{"-write-timeout must be positive", f.WriteTimeout > 0},
+		Rule{"-spool-max-bytes must be positive", f.SpoolMaxBytes > 0},
+		Rule{"-spool-replay-rate must be positive", f.SpoolReplayRate > 0},
 	)
 }
 
@@ -105,6 +132,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 	return pool.Config{
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
+		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate,
 	}
 }
 
@@ -142,6 +170,16 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}}
 	pc := f.PoolConfig()
 	pc.Logger, pc.ObserveWrite = log, r.lat.Observe
+	if f.StateFile != "" {
+		if f.fromState {
+			log.Info("destinations from the state file (runtime changes of an earlier run)", "state_file", f.StateFile, "destinations", len(f.Dests))
+		}
+		pc.OnChange = func(dests []string) {
+			if err := writeState(f.StateFile, dests); err != nil {
+				log.Error("saving destinations to the state file failed", "state_file", f.StateFile, "err", err)
+			}
+		}
+	}
 	if f.ConsoleOut {
 		pc.Console = stdout
 	}
@@ -272,4 +310,52 @@ func (r *Relay) selfMetrics(rate *runstats.Rate) func() []runstats.Metric {
 		}
 		return ms
 	}
+}
+
+// state is what -state-file holds.
+type state struct {
+	Destinations []string  `json:"destinations"`
+	Saved        time.Time `json:"saved"`
+}
+
+// readState returns the saved destination list; ok is false when there is
+// no state file yet.
+func readState(path string) ([]string, bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return st.Destinations, true, nil
+}
+
+// writeState replaces the state file atomically (write, sync, rename).
+func writeState(path string, dests []string) error {
+	b, err := json.MarshalIndent(state{Destinations: dests, Saved: time.Now().UTC()}, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
