@@ -276,3 +276,40 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestStateFileKeepsRuntimeDestinations(t *testing.T) {
+	a, b := testutil.NewSink(t), testutil.NewSink(t)
+	state := t.TempDir() + "/state.json"
+	d := start(t, "-destinations", a.Addr()+":a", "-state-file", state)
+	if got := d.Ask(t, "api", "putdest "+b.Addr()+":b"); !strings.HasPrefix(got, "Registered") {
+		t.Fatalf("putdest: %q", got)
+	}
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d2 := start(t, "-destinations", a.Addr()+":a", "-state-file", state)
+	if got := d2.Ask(t, "api", "getdest"); !strings.Contains(got, b.Addr()) || !strings.Contains(got, a.Addr()) {
+		t.Fatalf("runtime destination lost across restart: %s", got)
+	}
+}
+
+func TestSpoolAcrossRestart(t *testing.T) {
+	s := testutil.NewCountingSink(t)
+	s.Stop()
+	dir := t.TempDir()
+	d := start(t, "-destinations", s.Addr(), "-spool-dir", dir)
+	var sb strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&sb, "spooled.m%d 1 1700000000\n", i)
+	}
+	d.Send(t, "listen", sb.String())
+	time.Sleep(200 * time.Millisecond)
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	start(t, "-destinations", s.Addr(), "-spool-dir", dir)
+	if !s.WaitCount(2000, limit) || s.Count() != 2000 {
+		t.Fatalf("after restart the destination got %d of 2000", s.Count())
+	}
+}
