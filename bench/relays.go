@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -110,17 +109,7 @@ func runScenario(rl relay, mode string, ndest int, in input, timeout time.Durati
 	if err != nil {
 		return res, err
 	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	}()
+	defer stopBin(cmd)
 	if err := waitListening(listen, 10*time.Second); err != nil {
 		return res, err
 	}
