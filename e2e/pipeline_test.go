@@ -8,14 +8,12 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,14 +23,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "polymur-e2e")
+	dir, err := testutil.BuildCommands("..")
 	if err != nil {
-		panic(err)
-	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/...")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the binaries:", err)
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binDir = dir
@@ -41,64 +34,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a daemon process started from the built binaries.
-type proc struct {
-	cmd  *exec.Cmd
-	logs *testutil.SyncBuffer
-	done chan struct{}
+func startProc(t *testing.T, env []string, name string, args ...string) *testutil.Proc {
+	return testutil.StartProc(t, filepath.Join(binDir, name), env, args...)
 }
 
-func startProc(t *testing.T, env []string, name string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(filepath.Join(binDir, name), args...), logs: &testutil.SyncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not stop:\n%s", p.cmd.Path, p.logs)
-	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("%s exited %d:\n%s", p.cmd.Path, code, p.logs)
-	}
-}
-
-func ask(addr, cmd string) string {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return ""
-	}
-	defer c.Close()
-	fmt.Fprintln(c, cmd)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	out, _ := io.ReadAll(c)
-	return strings.TrimSpace(string(out))
-}
+var ask = testutil.Ask
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, what, 90*time.Second, cond)
 }
 
 func TestProxyGatewayPipeline(t *testing.T) {
@@ -154,7 +98,7 @@ func TestProxyGatewayPipeline(t *testing.T) {
 		fmt.Fprintf(&input, "%s %d 1700000000\n", name, i%1000)
 	}
 	start := time.Now()
-	sendTCP(t, pxListen, input.Bytes())
+	testutil.SendTCP(t, pxListen, input.Bytes())
 	total := func() int { return sinks[0].Count() + sinks[1].Count() + sinks[2].Count() }
 	waitFor(t, "1,000,000 lines at the sinks", func() bool { return total() >= n })
 	elapsed := time.Since(start)
@@ -192,7 +136,7 @@ func TestProxyGatewayPipeline(t *testing.T) {
 		}
 	}
 	stats := ask(pxAPI, "stats")
-	raw, wire := jsonInt(stats, "raw_bytes"), jsonInt(stats, "gzip_bytes")
+	raw, wire := testutil.JSONInt(stats, "raw_bytes"), testutil.JSONInt(stats, "gzip_bytes")
 	t.Logf("proxy → gateway (HTTPS) → 3 sinks: %d lines in %v (%.0f lines/s); wire %d bytes for %d raw (1/%.1f)",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), wire, raw, float64(raw)/float64(wire))
 	if wire == 0 || wire*5 > raw {
@@ -222,7 +166,7 @@ func TestProxyGatewayPipeline(t *testing.T) {
 		}
 	}()
 	waitFor(t, "stream under way", func() bool { return total() > n+m/10 })
-	gw.stop(t)
+	gw.Stop(t)
 	gw = startProc(t, env, "polymur-gateway", gwArgs...)
 	waitFor(t, "gateway back", gwReady)
 	<-sent
@@ -231,29 +175,7 @@ func TestProxyGatewayPipeline(t *testing.T) {
 	if got := total(); got != n+m {
 		t.Fatalf("after a gateway restart the sinks hold %d lines, want %d (lost or duplicated)", got, n+m)
 	}
-	px.stop(t)
-	gw.stop(t)
+	px.Stop(t)
+	gw.Stop(t)
 }
 
-func sendTCP(t *testing.T, addr string, data []byte) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// jsonInt finds `"key": <int>` in indented JSON.
-func jsonInt(s, key string) int {
-	i := strings.Index(s, `"`+key+`": `)
-	if i < 0 {
-		return 0
-	}
-	var v int
-	fmt.Sscanf(s[i+len(key)+4:], "%d", &v)
-	return v
-}

@@ -202,7 +202,7 @@ func New(cfg Config) (*Pool, error) {
 	}
 	var dests []*dest
 	for i, d := range cfg.Destinations {
-		if err := checkDuplicate(cfg.Destinations[:i], d); err != nil {
+		if err := checkDuplicate(cfg.Destinations[:i], d, cfg.Mode == HashRoute); err != nil {
 			return nil, err
 		}
 		nd, err := p.newDest(d)
@@ -482,7 +482,7 @@ func (p *Pool) PutDest(spec string) error {
 	for i, c := range cur {
 		have[i] = c.Destination
 	}
-	if err := checkDuplicate(have, d); err != nil {
+	if err := checkDuplicate(have, d, p.cfg.Mode == HashRoute); err != nil {
 		return err
 	}
 	nd, err := p.newDest(d)

@@ -86,8 +86,8 @@ func plainText(s string) bool {
 }
 
 // ParseDestinations parses a comma-separated list, skipping empty items and
-// refusing duplicates: the same name, or the same (host, instance) node,
-// which carbon also refuses because it would hash identically.
+// refusing the same name twice. (Two destinations on one (host, instance)
+// ring node are refused by New and PutDest in hash-route only.)
 func ParseDestinations(list string) ([]Destination, error) {
 	var out []Destination
 	for item := range strings.SplitSeq(list, ",") {
@@ -99,7 +99,7 @@ func ParseDestinations(list string) ([]Destination, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := checkDuplicate(out, d); err != nil {
+		if err := checkDuplicate(out, d, false); err != nil {
 			return nil, err
 		}
 		out = append(out, d)
@@ -107,12 +107,16 @@ func ParseDestinations(list string) ([]Destination, error) {
 	return out, nil
 }
 
-func checkDuplicate(have []Destination, d Destination) error {
+// checkDuplicate refuses d when have holds its name, or, with ring set, its
+// (host, instance) ring node: carbon refuses that too, because both would
+// hash identically. Broadcast has no ring, so two carbon-caches on one host
+// need no instances there.
+func checkDuplicate(have []Destination, d Destination, ring bool) error {
 	for _, o := range have {
 		if o.Name == d.Name {
 			return fmt.Errorf("destination %s already registered", d.Name)
 		}
-		if o.nodeKey() == d.nodeKey() {
+		if ring && o.nodeKey() == d.nodeKey() {
 			return fmt.Errorf("destination %s has the same host and instance as %s (give them distinct instances)", d.Name, o.Name)
 		}
 	}

@@ -174,8 +174,15 @@ func TestParseDestination(t *testing.T) {
 	if _, err := ParseDestinations("h:1,h:1"); err == nil {
 		t.Error("duplicate name accepted")
 	}
-	if _, err := ParseDestinations("h:1,h:2"); err == nil {
-		t.Error("same (host, None) on two ports accepted")
+	same, err := ParseDestinations("h:1,h:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Mode: HashRoute, Destinations: same}); err == nil || !strings.Contains(err.Error(), "distinct instances") {
+		t.Errorf("hash-route with the same (host, None) on two ports: %v", err)
+	}
+	if _, err := New(Config{Mode: Broadcast, Destinations: same}); err != nil {
+		t.Errorf("broadcast to two ports of one host: %v", err)
 	}
 	if ds, err := ParseDestinations("h:1:a, ,h:2:b,"); err != nil || len(ds) != 2 {
 		t.Errorf("list with empty items: %v, %v", ds, err)

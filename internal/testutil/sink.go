@@ -52,7 +52,8 @@ func newSink(t testing.TB, keep bool) *Sink {
 // Addr is the sink's host:port.
 func (s *Sink) Addr() string { return s.addr }
 
-// SetDelay makes every read of the sink sleep d first (a slow destination).
+// SetDelay makes every read of the sink sleep d first (a slow destination);
+// connections accepted while it is set also get a small receive buffer.
 func (s *Sink) SetDelay(d time.Duration) {
 	s.mu.Lock()
 	s.delay = d
@@ -71,6 +72,9 @@ func (s *Sink) serve(ln net.Listener) {
 			}
 			s.mu.Lock()
 			s.conns[c] = struct{}{}
+			if tc, ok := c.(*net.TCPConn); ok && s.delay > 0 {
+				tc.SetReadBuffer(32 << 10) // slow: little room in the kernel either
+			}
 			s.mu.Unlock()
 			s.wg.Go(func() { s.read(c) })
 		}
@@ -139,6 +143,32 @@ func (s *Sink) Stop() {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+}
+
+// StopGracefully is an outage without data in flight lost by the sink
+// itself: it stops accepting, half-closes every connection so the relay sees
+// the peer go, and reads on until the relay hangs up (at most limit, then
+// Stop). What a relay wrote before it noticed is therefore counted, and an
+// exact sent == received check measures the relay alone.
+func (s *Sink) StopGracefully(limit time.Duration) {
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+	for c := range s.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+		s.Stop()
+	}
 }
 
 // Start listens again on the same address after Stop.
