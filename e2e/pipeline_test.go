@@ -178,4 +178,3 @@ func TestProxyGatewayPipeline(t *testing.T) {
 	px.Stop(t)
 	gw.Stop(t)
 }
-
