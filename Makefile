@@ -12,7 +12,7 @@ CONSUL         := $(CONSUL_CACHE)/consul
 
 FUZZTIME ?= 30s
 
-.PHONY: all demo test check bench fuzz fuzz-smoke clean consul FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul FORCE
 
 all: $(CMDS:%=$(BIN)/%)
 
@@ -29,9 +29,16 @@ $(CONSUL):
 	mkdir -p $(CONSUL_CACHE)
 	$(GO) build -C tools/consul -trimpath -ldflags='-s -w' -o $(CONSUL) github.com/hashicorp/consul
 
+# The fault suite (./faults) runs with the rest; its parallel cases mostly
+# wait on outages, hence -parallel 4 on two cores.
 test: consul
-	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 ./...
+	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -parallel 4 ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=3s
+
+# Only the fault suite, verbose: outages, slow destinations, SIGTERM and
+# restart, gateway trouble, Consul restart, 10,000 connections, hostile input.
+faults: consul
+	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -count=1 -parallel 4 -v ./faults
 
 check:
 	@out=$$(gofmt -l . | grep -v '^tools/'); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi

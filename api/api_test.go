@@ -188,3 +188,40 @@ func FuzzDispatch(f *testing.F) {
 		}
 	})
 }
+
+func TestOverTheBoundIsBusyNotAHang(t *testing.T) {
+	s, err := New(Config{Addr: "127.0.0.1:0", Commands: map[string]Handler{"ping": func(string) string { return "pong" }},
+		Logger: quiet, MaxConcurrent: 2, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	// Two silent clients take both slots.
+	for range 2 {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for s.TurnedAway() == 0 && time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "ping\n")
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		out, _ := io.ReadAll(c)
+		c.Close()
+		if got := string(out); got != "pong\n" && !strings.HasPrefix(got, "Error: busy: 2 connections") {
+			t.Fatalf("third client got %q", got)
+		}
+	}
+	if s.TurnedAway() == 0 {
+		t.Fatal("nobody was turned away")
+	}
+}

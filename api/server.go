@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,17 +35,19 @@ type Config struct {
 	MaxLine int // default 4096
 	// Timeout bounds reading the command and writing the reply.
 	Timeout time.Duration // default 5s
-	// MaxConcurrent bounds connections served at once; more wait in the
-	// kernel's accept backlog.
-	MaxConcurrent int // default 128
+	// MaxConcurrent bounds connections served at once. A connection over
+	// the bound is answered "Error: busy ..." and closed at once, so that a
+	// flood never leaves clients waiting in the kernel's accept backlog.
+	MaxConcurrent int // default 512
 	Logger        *slog.Logger
 }
 
 // Server is a line-command TCP server. Safe for concurrent use.
 type Server struct {
-	cfg Config
-	ln  net.Listener
-	log *slog.Logger
+	cfg  Config
+	ln   net.Listener
+	log  *slog.Logger
+	busy atomic.Uint64 // connections turned away over MaxConcurrent
 }
 
 // New validates cfg and binds the socket.
@@ -56,7 +59,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	if cfg.MaxConcurrent == 0 {
-		cfg.MaxConcurrent = 128
+		cfg.MaxConcurrent = 512
 	}
 	if cfg.Name == "" {
 		cfg.Name = "api"
@@ -89,14 +92,8 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
 		conn, err := s.ln.Accept()
 		if err != nil {
-			<-sem
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -110,12 +107,36 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			s.serve(conn)
-		})
+		select {
+		case sem <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-sem }()
+				s.serve(conn)
+			})
+		default:
+			if n := s.busy.Add(1); n == 1 || n%1000 == 0 {
+				s.log.Warn(s.cfg.Name+" busy: connections turned away", "max_concurrent", s.cfg.MaxConcurrent, "turned_away", n)
+			}
+			wg.Go(func() { s.turnAway(conn) })
+		}
 	}
 }
+
+// turnAway tells a connection over the bound to come back later.
+func (s *Server) turnAway(conn net.Conn) {
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	io.WriteString(conn, "Error: busy: "+strconv.Itoa(s.cfg.MaxConcurrent)+" connections in progress, try again\n")
+	// Read what the client sent (briefly) so that closing sends FIN, not a
+	// reset that could destroy the reply before the client reads it.
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
+}
+
+// TurnedAway is the number of connections answered busy.
+func (s *Server) TurnedAway() uint64 { return s.busy.Load() }
 
 func (s *Server) serve(conn net.Conn) {
 	defer conn.Close()
