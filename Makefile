@@ -47,7 +47,7 @@ check:
 	$(MAKE) --no-print-directory test
 
 # Every fuzz target, FUZZTIME each.
-FUZZ_TARGETS := batch:FuzzParse batch:FuzzSplitter pool:FuzzRing api:FuzzDispatch
+FUZZ_TARGETS := batch:FuzzParse batch:FuzzSplitter pool:FuzzRing api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment
 fuzz-smoke fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -245,3 +245,64 @@ func TestHTTPServerTLSAndHugeHeaders(t *testing.T) {
 		t.Fatal("missing key file accepted")
 	}
 }
+
+// FuzzIngest posts arbitrary bodies (raw, or gzipped when zip is set) with
+// arbitrary keys straight to the handler: it never panics, answers only
+// the documented codes, forwards nothing unless it answers 200, and what it
+// forwards is whole valid lines.
+func FuzzIngest(f *testing.F) {
+	f.Add([]byte("a.b 1 1700000000\nc.d 2 1700000000\n"), true, "good-key")
+	f.Add([]byte("a.b 1 1700000000"), true, "good-key")
+	f.Add([]byte("\n\n \x00\xff bad\n"), true, "good-key")
+	f.Add(gz(f, "x 1 2\n")[:12], false, "good-key")
+	f.Add(append(gz(f, "m1 1 2\n"), gz(f, "m2 1 2\n")...), false, "good-key")
+	f.Add([]byte("plain 1 2\n"), false, "")
+	f.Add([]byte("a 1 2\n"), true, " good-key ")
+	f.Fuzz(func(t *testing.T, body []byte, zip bool, key string) {
+		var sent []*batch.Batch
+		in, err := NewIngest(IngestConfig{Lookup: lookup, Logger: quiet, MaxDecoded: 1 << 20, MaxBody: 1 << 20,
+			KeyPrefix: len(body)%2 == 0,
+			Send: func(_ context.Context, b *batch.Batch) error {
+				sent = append(sent, b)
+				return nil
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zip {
+			body = gz(t, string(body))
+		}
+		req := httptest.NewRequest(http.MethodPost, "/ingest", bytes.NewReader(body))
+		req.Header.Set("X-Polymur-Key", strings.Map(func(r rune) rune {
+			if r < ' ' || r >= 0x7f {
+				return -1
+			}
+			return r
+		}, key))
+		rec := httptest.NewRecorder()
+		in.Handler().ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200:
+		case 400, 401, 413:
+			if len(sent) > 0 {
+				t.Fatalf("%d but %d batches forwarded", rec.Code, len(sent))
+			}
+		default:
+			t.Fatalf("unexpected status %d: %s", rec.Code, rec.Body)
+		}
+		for _, b := range sent {
+			for _, line := range bytes.SplitAfter(b.Buf, []byte("\n")) {
+				if len(line) == 0 {
+					continue
+				}
+				if line[len(line)-1] != '\n' {
+					t.Fatalf("forwarded an unterminated line %q", line)
+				}
+				if _, reason := batch.Parse(line[:len(line)-1], batch.LevelCarbon); reason != batch.ReasonOK {
+					t.Fatalf("forwarded a rejected line %q (%v)", line, reason)
+				}
+			}
+			b.Release()
+		}
+	})
+}
