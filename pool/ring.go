@@ -107,6 +107,17 @@ func ParseDestinations(list string) ([]Destination, error) {
 	return out, nil
 }
 
+// CheckDestinations reports what New would refuse in dests for mode: a name
+// twice, or, in hash-route, two destinations on one (host, instance) node.
+func CheckDestinations(mode Mode, dests []Destination) error {
+	for i, d := range dests {
+		if err := checkDuplicate(dests[:i], d, mode == HashRoute); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // checkDuplicate refuses d when have holds its name, or, with ring set, its
 // (host, instance) ring node: carbon refuses that too, because both would
 // hash identically. Broadcast has no ring, so two carbon-caches on one host

@@ -87,8 +87,20 @@ func TestProxyToGatewayOverHTTPS(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	lines, posts := g.snapshot()
-	if len(lines) != 12000 || lines[0] != "proxy.m0 0 1700000000" {
+	if len(lines) != 12000 {
 		t.Fatalf("gateway got %d lines", len(lines))
+	}
+	seen := map[string]bool{} // three workers: batches may arrive in any order
+	for _, l := range lines {
+		seen[l] = true
+	}
+	for _, i := range []int{0, 4999, 5000, 11999} {
+		if l := fmt.Sprintf("proxy.m%d %d 1700000000", i, i); !seen[l] {
+			t.Fatalf("%q missing", l)
+		}
+	}
+	if len(seen) != 12000 {
+		t.Fatalf("%d distinct lines of 12000", len(seen))
 	}
 	if posts < 3 {
 		t.Fatalf("%d POSTs for 12000 lines with -batch-size 5000", posts)

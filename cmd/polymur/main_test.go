@@ -228,7 +228,7 @@ func TestBadConfigurationFailsAtStart(t *testing.T) {
 		{"zero queue", []string{"-outgoing-queue-cap", "0"}, nil, "-outgoing-queue-cap"},
 		{"negative flush", []string{"-metrics-flush", "-1"}, nil, "-metrics-flush"},
 		{"bad destination", []string{"-destinations", "nohost"}, nil, "-destinations"},
-		{"duplicate node", []string{"-destinations", "h:1,h:2"}, nil, "-destinations"},
+		{"duplicate node in hash-route", []string{"-distribution", "hash-route", "-destinations", "h:1,h:2"}, nil, "-destinations"},
 		{"bad validation", []string{"-validation", "lax"}, nil, "-validation"},
 		{"bad log level", []string{"-log-level", "loud"}, nil, "-log-level"},
 		{"port in use", []string{"-listen-addr", busy.Addr().String()}, nil, "-listen-addr"},

@@ -97,6 +97,12 @@ func (f *RelayFlags) Check() error {
 			f.fromState = true
 		}
 	}
+	if err := pool.CheckDestinations(f.Mode, f.Dests); err != nil {
+		if f.fromState {
+			return fmt.Errorf("-state-file %s: %w", f.StateFile, err)
+		}
+		return fmt.Errorf("-destinations: %w", err)
+	}
 	return Require(
 		Rule{"-outgoing-queue-cap must be at least 1", f.OutgoingCap >= 1},
 		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
