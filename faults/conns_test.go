@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/polymur/polymur/internal/testutil"
 )
@@ -133,21 +134,38 @@ func TestTenThousandConnections(t *testing.T) {
 			"-listen-http-port", port, "-api-addr", gwAPI, "-stat-addr", "", "-destinations", sink.Addr())
 		testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(gwAPI, "ping") == "pong" })
 		base := baseFDs(t, gw)
+		var busy atomic.Int64
 		accepted := openAll(t, gwAddr, storm, func(i int, c net.Conn) bool {
-			defer c.Close()
 			if i%2 == 1 {
+				c.Close()
 				return false
 			}
 			body := gzipped(line(storm + i))
-			fmt.Fprintf(c, "POST /ingest HTTP/1.1\r\nHost: gw\r\nX-Polymur-Key: 123\r\nContent-Length: %d\r\n\r\n", len(body))
-			c.Write(body)
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				return false
+			// A batch answered 503 (too many requests in flight) is sent
+			// again on a new connection, as polymur-proxy does.
+			for attempt := 0; ; attempt++ {
+				if attempt > 0 {
+					busy.Add(1)
+					time.Sleep(50 * time.Millisecond)
+					var err error
+					if c, err = net.Dial("tcp", gwAddr); err != nil {
+						return false
+					}
+				}
+				fmt.Fprintf(c, "POST /ingest HTTP/1.1\r\nHost: gw\r\nX-Polymur-Key: 123\r\nContent-Length: %d\r\n\r\n", len(body))
+				c.Write(body)
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				c.Close()
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable || attempt == 100 {
+					return resp.StatusCode == 200
+				}
 			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
 		})
+		t.Logf("gateway: %d batches answered 503 first and sent again", busy.Load())
 		if accepted != storm/2 {
 			t.Fatalf("gateway accepted %d of %d batches", accepted, storm/2)
 		}

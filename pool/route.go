@@ -116,7 +116,12 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 			b.Release()
 			return
 		}
-		if st == stateDead || (p.cfg.Mode == Broadcast && st != stateUp) {
+		// Broadcast drops for a destination only once it is declared dead
+		// (-dead-after failed reconnects); while it connects for the first
+		// time or reconnects after a blip its full queue holds the input
+		// back like a slow one, so a restart of polymur or of a carbon
+		// never costs points.
+		if st == stateDead {
 			p.drops.add(DropDestDown, uint64(b.Len()))
 			d.dropped.Add(uint64(b.Len()))
 			b.Release()
