@@ -12,7 +12,7 @@ CONSUL         := $(CONSUL_CACHE)/consul
 
 FUZZTIME ?= 30s
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium FORCE
 
 all: $(CMDS:%=$(BIN)/%)
 
@@ -29,9 +29,17 @@ $(CONSUL):
 	mkdir -p $(CONSUL_CACHE)
 	$(GO) build -C tools/consul -trimpath -ldflags='-s -w' -o $(CONSUL) github.com/hashicorp/consul
 
+# Headless Chromium renders the status page in the admin tests: Debian's
+# chromium package, installed when missing (root, or through sudo).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the status-page tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 # The fault suite (./faults) runs with the rest; its parallel cases mostly
 # wait on outages, hence -parallel 4 on two cores.
-test: consul
+test: consul chromium
 	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -parallel 4 ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=3s
 

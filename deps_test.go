@@ -8,10 +8,10 @@ import (
 
 // TestImportRules enforces DESIGN.md's import DAG: library packages never
 // import each other sideways (they meet through funcs that cmd/ wires), all
-// may use batch, and only keysync reaches Consul.
+// may use the leaves batch and spool, and only keysync reaches Consul.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
-	library := []string{"listener", "pool", "output", "api", "keysync", "runstats"}
+	library := []string{"listener", "pool", "output", "api", "admin", "keysync", "runstats"}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +30,8 @@ func TestImportRules(t *testing.T) {
 			switch {
 			case pkg == "batch":
 				t.Errorf("batch is the leaf package but imports %s", d)
+			case pkg == "spool" && d != "batch":
+				t.Errorf("spool is a leaf beside batch but imports %s", d)
 			case contains(library, pkg) && contains(library, d):
 				t.Errorf("%s imports its sibling %s; declare a func or interface and wire it in cmd/", pkg, d)
 			case contains(library, pkg) && strings.HasPrefix(d, "internal/") && d != "internal/testutil":

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,8 +156,8 @@ func demo(bin string) error {
 		sinks = append(sinks, s)
 		dests = append(dests, s.addr+":"+name)
 	}
-	listen, api, stat := freeAddr(), freeAddr(), freeAddr()
-	args := []string{"-listen-addr", listen, "-api-addr", api, "-stat-addr", stat,
+	listen, api, stat, adm := freeAddr(), freeAddr(), freeAddr(), freeAddr()
+	args := []string{"-listen-addr", listen, "-api-addr", api, "-stat-addr", stat, "-admin-addr", adm,
 		"-distribution", "hash-route", "-destinations", strings.Join(dests, ","),
 		"-drain-timeout", "3s", "-reconnect-max", "1s"}
 	step("starting polymur with three built-in carbon sinks on loopback")
@@ -204,6 +205,14 @@ func demo(bin string) error {
 	fmt.Println("    " + ask(api, "route servers.web01.cpu.user"))
 	step("getdest")
 	fmt.Println(indent(ask(api, "getdest")))
+	step("the admin HTTP side (-admin-addr): status page http://%s/, /readyz, and Prometheus /metrics", adm)
+	fmt.Println("    /readyz: " + strings.TrimSpace(httpGet("http://"+adm+"/readyz")))
+	for _, l := range strings.Split(httpGet("http://"+adm+"/metrics"), "\n") {
+		if strings.HasPrefix(l, "polymur_points_received_total") || strings.HasPrefix(l, "polymur_destination_up") ||
+			strings.HasPrefix(l, "polymur_lines_rejected_total") {
+			fmt.Println("    " + l)
+		}
+	}
 
 	step("taking sink b down, sending more, bringing it back: nothing is lost")
 	before := total()
@@ -307,6 +316,16 @@ func jsonField(s, key string) string {
 		v = v[:j]
 	}
 	return v
+}
+
+func httpGet(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func indent(s string) string { return "    " + strings.ReplaceAll(s, "\n", "\n    ") }

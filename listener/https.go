@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,7 @@ type Ingest struct {
 	statusMu                sync.Mutex
 	status                  map[int]uint64
 	byKey                   map[string]uint64
+	byKeyStatus             map[keyStatus]uint64
 	lastAuthLog, lastBadLog atomic.Int64
 }
 
@@ -84,7 +86,7 @@ func NewIngest(cfg IngestConfig) (*Ingest, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Ingest{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInFlight),
-		status: map[int]uint64{}, byKey: map[string]uint64{}}, nil
+		status: map[int]uint64{}, byKey: map[string]uint64{}, byKeyStatus: map[keyStatus]uint64{}}, nil
 }
 
 // Handler returns the ingest routes.
@@ -95,9 +97,24 @@ func (h *Ingest) Handler() http.Handler {
 	return mux
 }
 
+// keyStatus is a request's outcome: its status and the key's name ("" when
+// the key was not valid or not looked at).
+type keyStatus struct {
+	key  string
+	code int
+}
+
+// KeyRequests counts the requests of one key name with one status.
+type KeyRequests struct {
+	Key   string `json:"key"`
+	Code  int    `json:"code"`
+	Count uint64 `json:"count"`
+}
+
 // IngestStats is a snapshot of the ingest counters.
 type IngestStats struct {
 	Requests      map[int]uint64    `json:"requests_by_status"`
+	ByKey         []KeyRequests     `json:"requests_by_key"`
 	BatchesByKey  map[string]uint64 `json:"batches_by_key"`
 	LinesAccepted uint64            `json:"lines_accepted"`
 	LinesRejected map[string]uint64 `json:"lines_rejected"`
@@ -115,15 +132,26 @@ func (h *Ingest) Stats() IngestStats {
 	for k, v := range h.byKey {
 		st.BatchesByKey[k] = v
 	}
+	for k, v := range h.byKeyStatus {
+		st.ByKey = append(st.ByKey, KeyRequests{Key: k.key, Code: k.code, Count: v})
+	}
 	h.statusMu.Unlock()
+	sort.Slice(st.ByKey, func(i, j int) bool {
+		a, b := st.ByKey[i], st.ByKey[j]
+		return a.Key < b.Key || (a.Key == b.Key && a.Code < b.Code)
+	})
 	st.LinesAccepted, st.LinesRejected = h.Accepted.Load(), h.Rejections()
 	st.BytesIn, st.BytesOut = h.bytesIn.Load(), h.bytesOut.Load()
 	return st
 }
 
-func (h *Ingest) reply(w http.ResponseWriter, code int, body string) {
+func (h *Ingest) reply(w http.ResponseWriter, code int, body string) { h.replyKey(w, code, "", body) }
+
+// replyKey answers and counts the answer under the key's name.
+func (h *Ingest) replyKey(w http.ResponseWriter, code int, key, body string) {
 	h.statusMu.Lock()
 	h.status[code]++
+	h.byKeyStatus[keyStatus{key, code}]++
 	h.statusMu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
@@ -172,7 +200,7 @@ func (h *Ingest) ping(w http.ResponseWriter, r *http.Request) {
 	}
 	if name, ok := h.auth(w, r); ok {
 		h.log.Info("key is valid", "client", ClientLabel(r), "key", name)
-		h.reply(w, http.StatusOK, "key is valid\n")
+		h.replyKey(w, http.StatusOK, name, "key is valid\n")
 	}
 }
 
@@ -212,14 +240,14 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
 	case "", "gzip", "x-gzip": // the original proxy sends no Content-Encoding
 	default:
-		h.reply(w, http.StatusUnsupportedMediaType, "body must be gzip\n")
+		h.replyKey(w, http.StatusUnsupportedMediaType, name, "body must be gzip\n")
 		return
 	}
 	select {
 	case h.sem <- struct{}{}:
 		defer func() { <-h.sem }()
 	default:
-		h.reply(w, http.StatusServiceUnavailable, "too many requests in flight, retry\n")
+		h.replyKey(w, http.StatusServiceUnavailable, name, "too many requests in flight, retry\n")
 		return
 	}
 	b, counts, n, code, msg := h.decode(w, r, name)
@@ -227,7 +255,7 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		if every(&h.lastBadLog) {
 			h.log.Warn("batch refused", "client", ClientLabel(r), "key", name, "status", code, "reason", strings.TrimSpace(msg))
 		}
-		h.reply(w, code, msg)
+		h.replyKey(w, code, name, msg)
 		return
 	}
 	if b.Len() > 0 {
@@ -236,7 +264,7 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		if err != nil {
 			b.Release()
-			h.reply(w, http.StatusServiceUnavailable, "pipeline full, retry\n")
+			h.replyKey(w, http.StatusServiceUnavailable, name, "pipeline full, retry\n")
 			return
 		}
 	} else {
@@ -249,7 +277,7 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 	h.byKey[name]++
 	h.statusMu.Unlock()
 	h.log.Debug("batch received", "client", ClientLabel(r), "key", name, "n", counts.Accepted)
-	h.reply(w, http.StatusOK, "Batch Received\n")
+	h.replyKey(w, http.StatusOK, name, "Batch Received\n")
 }
 
 type sizes struct{ in, out int64 }

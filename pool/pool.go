@@ -161,6 +161,7 @@ type Pool struct {
 	console   *queue
 
 	mu      sync.Mutex // serialises destination changes
+	removed []RemovedDest // the last few deldests, newest last (under mu)
 	view    atomic.Pointer[view]
 	started atomic.Bool
 	runCtx  context.Context // hard-stop context of Run, for writers added later
@@ -514,10 +515,14 @@ func (p *Pool) DelDest(name string) error {
 			d.q.close()
 		}
 		p.log.Info("unregistered destination", "dest", name)
+		p.removed = append(p.removed, RemovedDest{Name: name, At: time.Now()})
+		if len(p.removed) > maxRemembered {
+			p.removed = p.removed[len(p.removed)-maxRemembered:]
+		}
 		p.changed()
 		return nil
 	}
-	return fmt.Errorf("destination %s is not registered", name)
+	return destErr(ErrNotRegistered, "destination %s is not registered", name)
 }
 
 // changed reports the destination list to OnChange. Callers hold p.mu.

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -107,6 +108,25 @@ func ParseDestinations(list string) ([]Destination, error) {
 	return out, nil
 }
 
+// Errors of PutDest and DelDest, for callers that map them (HTTP status).
+var (
+	ErrDuplicate     = errors.New("duplicate")
+	ErrNotRegistered = errors.New("not registered")
+)
+
+// destError is a message of its own that errors.Is matches to its kind.
+type destError struct {
+	kind error
+	msg  string
+}
+
+func (e *destError) Error() string { return e.msg }
+func (e *destError) Unwrap() error { return e.kind }
+
+func destErr(kind error, format string, args ...any) error {
+	return &destError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
 // CheckDestinations reports what New would refuse in dests for mode: a name
 // twice, or, in hash-route, two destinations on one (host, instance) node.
 func CheckDestinations(mode Mode, dests []Destination) error {
@@ -125,10 +145,10 @@ func CheckDestinations(mode Mode, dests []Destination) error {
 func checkDuplicate(have []Destination, d Destination, ring bool) error {
 	for _, o := range have {
 		if o.Name == d.Name {
-			return fmt.Errorf("destination %s already registered", d.Name)
+			return destErr(ErrDuplicate, "destination %s already registered", d.Name)
 		}
 		if ring && o.nodeKey() == d.nodeKey() {
-			return fmt.Errorf("destination %s has the same host and instance as %s (give them distinct instances)", d.Name, o.Name)
+			return destErr(ErrDuplicate, "destination %s has the same host and instance as %s (give them distinct instances)", d.Name, o.Name)
 		}
 	}
 	return nil

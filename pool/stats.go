@@ -52,6 +52,14 @@ type DestStats struct {
 	Registered time.Time `json:"registered"`
 }
 
+// RemovedDest is a destination unregistered at runtime (deldest).
+type RemovedDest struct {
+	Name string    `json:"name"`
+	At   time.Time `json:"at"`
+}
+
+const maxRemembered = 16
+
 // Stats is a snapshot of the pool's counters. Points are lines.
 type Stats struct {
 	Distribution  string            `json:"distribution"`
@@ -64,6 +72,7 @@ type Stats struct {
 	IncomingCap   int               `json:"incoming_queue_cap"`
 	RetryDepth    int               `json:"retry_queue_depth"`
 	Destinations  []DestStats       `json:"destinations"`
+	Removed       []RemovedDest     `json:"removed,omitempty"` // the last few, newest last
 }
 
 // Stats returns a snapshot of the counters.
@@ -79,6 +88,9 @@ func (p *Pool) Stats() Stats {
 		RetryDepth:    len(p.retry),
 		Destinations:  []DestStats{},
 	}
+	p.mu.Lock()
+	s.Removed = append([]RemovedDest(nil), p.removed...)
+	p.mu.Unlock()
 	for _, d := range p.view.Load().dests {
 		ds := DestStats{
 			Name:       d.Name,

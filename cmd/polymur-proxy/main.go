@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/internal/daemon"
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	start := time.Now()
 	addrs := map[string]string{"listen": lis.Addr().String()}
 	var servers []*api.Server
+	var adm *admin.Server
 	closeAll := func() {
 		lis.Close()
 		for _, s := range servers {
@@ -77,6 +79,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 		servers, addrs["api"] = append(servers, srv), srv.Addr().String()
 	}
+	intake := daemon.Intake{Accepted: lis.Accepted.Load, Rejected: lis.Rejections}
+	adm, err = daemon.AdminServer(admin.Config{Addr: c.adminAddr, Name: "polymur-proxy", Logger: log,
+		Gatherer: daemon.NewRegistry(p.posts, daemon.IntakeMetrics(intake), p.metrics()),
+		Stats:    func() any { return p.statsJSON(lis, start) }, NotReady: p.notReady})
+	if err != nil {
+		closeAll()
+		return err
+	}
+	if adm != nil {
+		addrs["admin"] = adm.Addr().String()
+	}
 	log.Info("::: Polymur-proxy :::", "version", daemon.Version(), "gateway", c.gateway, "workers", c.workers, "batch_size", c.batchSize)
 	if ready != nil {
 		ready(addrs)
@@ -97,6 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	for _, srv := range servers {
 		g.Go(func() error { return srv.Run(gctx) })
 	}
+	g.Go(func() error { return daemon.RunAdmin(gctx, adm, log) })
 	g.Go(func() error { runstats.LogRates(gctx, log, rate, 5*time.Second, p.statusAttrs); return nil })
 	err = g.Wait()
 	log.Info("stopped", "stats", p.stats())

@@ -6,8 +6,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
 	"github.com/polymur/polymur/output"
 	"github.com/polymur/polymur/runstats"
@@ -19,17 +23,20 @@ type pipeline struct {
 	out     *output.Output // nil with -console-out and no -gateway
 	console *printer
 	lat     *runstats.Latency
+	posts   prometheus.Histogram
 }
 
 func newPipeline(c *config, stdout io.Writer, log *slog.Logger) (*pipeline, error) {
-	p := &pipeline{lat: runstats.NewLatency(4096)}
+	p := &pipeline{lat: runstats.NewLatency(4096), posts: prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "polymur_proxy_post_duration_seconds", Help: "Time of one accepted POST of a batch to the gateway.",
+		Buckets: daemon.LatencyBuckets})}
 	if c.consoleOut {
 		p.console = &printer{w: stdout}
 	}
 	if c.gateway != "" {
 		o, err := output.New(output.Config{Gateway: c.gateway, APIKey: c.apiKey, Workers: c.workers, QueueCap: c.queueCap,
 			BatchSize: c.batchSize, FlushInterval: c.flushInterval, CAFile: c.cert, ClientCert: c.clientCert,
-			ClientKey: c.clientKey, Timeout: c.httpTimeout, DrainGrace: c.drainTimeout, ObservePost: p.lat.Observe, Logger: log,
+			ClientKey: c.clientKey, Timeout: c.httpTimeout, DrainGrace: c.drainTimeout, ObservePost: p.observePost, Logger: log,
 			SpoolDir: c.spoolDir, SpoolMaxBytes: c.spoolMaxBytes})
 		if err != nil {
 			return nil, err
@@ -37,6 +44,11 @@ func newPipeline(c *config, stdout io.Writer, log *slog.Logger) (*pipeline, erro
 		p.out = o
 	}
 	return p, nil
+}
+
+func (p *pipeline) observePost(d time.Duration) {
+	p.lat.Observe(d)
+	p.posts.Observe(d.Seconds())
 }
 
 func (p *pipeline) send(ctx context.Context, b *batch.Batch) error {
@@ -79,11 +91,14 @@ func (p *pipeline) statusAttrs() []any {
 }
 
 // commands are the proxy's optional API: ping, stats, memstats.
+// statsJSON is what `stats` and /api/v1/stats answer.
+func (p *pipeline) statsJSON(lis *listener.TCP, start time.Time) any {
+	return map[string]any{"uptime_seconds": int64(time.Since(start).Seconds()), "version": daemon.Version(),
+		"listener": lis.Stats(), "output": p.stats(), "post_latency": p.lat.Summary()}
+}
+
 func (p *pipeline) commands(lis *listener.TCP, start time.Time) map[string]api.Handler {
-	all := api.ControlCommands(api.Control{Stats: func() any {
-		return map[string]any{"uptime_seconds": int64(time.Since(start).Seconds()), "listener": lis.Stats(),
-			"output": p.stats(), "post_latency": p.lat.Summary()}
-	}})
+	all := api.ControlCommands(api.Control{Stats: func() any { return p.statsJSON(lis, start) }})
 	return map[string]api.Handler{"ping": all["ping"], "stats": all["stats"], "memstats": all["memstats"]}
 }
 
@@ -103,4 +118,37 @@ func (p *pipeline) selfMetrics(rate *runstats.Rate) func() []runstats.Metric {
 		}
 		return ms
 	}
+}
+
+// metrics exposes the output's counters for /metrics.
+func (p *pipeline) metrics() admin.CollectFunc {
+	return func(ch chan<- prometheus.Metric) {
+		s := p.stats()
+		daemon.Counter(ch, "polymur_proxy_points_sent_total", "Points in batches the gateway accepted.", float64(s.Sent))
+		daemon.Counter(ch, "polymur_proxy_batches_sent_total", "Batches the gateway accepted.", float64(s.Batches))
+		daemon.Counter(ch, "polymur_proxy_retries_total", "POSTs retried (transport errors, 5xx, 503, 401).", float64(s.Retries))
+		for reason, n := range s.Dropped {
+			daemon.Counter(ch, "polymur_proxy_points_dropped_total", "Points dropped, by reason.", float64(n), "reason", reason)
+		}
+		daemon.Gauge(ch, "polymur_proxy_queue_batches", "Batches waiting to be sent.", float64(s.QueueDepth))
+		daemon.Gauge(ch, "polymur_proxy_queue_capacity_batches", "Capacity of the send queue.", float64(s.QueueCap))
+		daemon.Counter(ch, "polymur_proxy_raw_bytes_total", "Uncompressed bytes of the batches sent.", float64(s.RawBytes))
+		daemon.Counter(ch, "polymur_proxy_wire_bytes_total", "Compressed bytes of the batches sent.", float64(s.WireBytes))
+		failing := 0.0
+		if s.GatewayDown {
+			failing = 1
+		}
+		daemon.Gauge(ch, "polymur_proxy_gateway_failing", "1 while POSTs to the gateway fail.", failing)
+		daemon.Gauge(ch, "polymur_proxy_spool_bytes", "Bytes held in the disk spool.", float64(s.SpoolBytes))
+		daemon.Counter(ch, "polymur_proxy_points_spooled_total", "Points written to the disk spool.", float64(s.Spooled))
+		daemon.Counter(ch, "polymur_proxy_points_replayed_total", "Points replayed from the disk spool.", float64(s.Replayed))
+	}
+}
+
+// notReady is /readyz: not ready while the gateway is failing.
+func (p *pipeline) notReady() []string {
+	if p.out != nil && p.stats().GatewayDown {
+		return []string{"the gateway is failing"}
+	}
+	return nil
 }

@@ -15,6 +15,9 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/pool"
@@ -25,6 +28,7 @@ import (
 // control API, runstats, self-metrics, validation and logging.
 type RelayFlags struct {
 	APIAddr, StatAddr        string
+	AdminAddr                string
 	OutgoingCap, IncomingCap int
 	ConsoleOut               bool
 	Destinations             string
@@ -53,6 +57,7 @@ type RelayFlags struct {
 func (f *RelayFlags) Register(fs *flag.FlagSet) {
 	fs.StringVar(&f.APIAddr, "api-addr", "localhost:2030", "API listen address (empty disables)")
 	fs.StringVar(&f.StatAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
+	fs.StringVar(&f.AdminAddr, "admin-addr", "", "Admin HTTP listen address: /metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on / (empty disables; e.g. localhost:2040)")
 	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
 	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
@@ -156,7 +161,17 @@ type Relay struct {
 	servers []*api.Server
 	intake  Intake
 	side    []func(context.Context) error
+
+	admin    *admin.Server
+	reg      *prometheus.Registry
+	notReady []func() []string
 }
+
+// AddMetrics registers daemon-specific collectors for /metrics.
+func (r *Relay) AddMetrics(cs ...prometheus.Collector) { r.reg.MustRegister(cs...) }
+
+// AddNotReady adds a readiness check for /readyz (reasons; none is ready).
+func (r *Relay) AddNotReady(f func() []string) { r.notReady = append(r.notReady, f) }
 
 // Go adds a task that runs beside the relay until ctx ends (key sync, say);
 // it is not a producer, so the pool does not wait for it to drain.
@@ -175,7 +190,13 @@ type Intake struct {
 func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in Intake, extra func() map[string]any) (*Relay, error) {
 	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}}
 	pc := f.PoolConfig()
-	pc.Logger, pc.ObserveWrite = log, r.lat.Observe
+	writes := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "polymur_destination_write_duration_seconds",
+		Help: "Time of one vectored write of queued points to a destination.", Buckets: LatencyBuckets})
+	pc.Logger = log
+	pc.ObserveWrite = func(d time.Duration) {
+		r.lat.Observe(d)
+		writes.Observe(d.Seconds())
+	}
 	if f.StateFile != "" {
 		if f.fromState {
 			log.Info("destinations from the state file (runtime changes of an earlier run)", "state_file", f.StateFile, "destinations", len(f.Dests))
@@ -194,20 +215,22 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		return nil, err
 	}
 	r.Pool = p
+	r.reg = NewRegistry(writes, IntakeMetrics(in), PoolMetrics(p))
+	stats := func() any {
+		s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
+			"listener": in.Stats(), "pool": p.Stats(), "write_latency": r.lat.Summary()}
+		if extra != nil {
+			for k, v := range extra() {
+				s[k] = v
+			}
+		}
+		return s
+	}
 	if f.APIAddr != "" {
 		srv, err := api.New(api.Config{Addr: f.APIAddr, Name: "API", Logger: log, Commands: api.ControlCommands(api.Control{
 			PutDest: p.PutDest, DelDest: p.DelDest, Route: p.Route,
 			GetDest: func() any { return p.Destinations() },
-			Stats: func() any {
-				s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
-					"listener": in.Stats(), "pool": p.Stats(), "write_latency": r.lat.Summary()}
-				if extra != nil {
-					for k, v := range extra() {
-						s[k] = v
-					}
-				}
-				return s
-			},
+			Stats:   stats,
 		})})
 		if err != nil {
 			return nil, fmt.Errorf("-api-addr: %w", err)
@@ -222,8 +245,42 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		}
 		r.servers, r.Addrs["stat"] = append(r.servers, srv), srv.Addr().String()
 	}
+	r.AddNotReady(func() []string { return NotReadyPool(p, f.ConsoleOut) })
+	r.admin, err = AdminServer(admin.Config{Addr: f.AdminAddr, Name: name, Gatherer: r.reg, Stats: stats, Logger: log,
+		NotReady: func() []string {
+			var why []string
+			for _, f := range r.notReady {
+				why = append(why, f()...)
+			}
+			return why
+		},
+		Dests: &admin.Destinations{
+			Put: func(d string) error { return adminErr(p.PutDest(d)) },
+			Del: func(d string) error { return adminErr(p.DelDest(d)) },
+			Get: func() any { return p.Destinations() }, Route: p.Route,
+		}})
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	if r.admin != nil {
+		r.Addrs["admin"] = r.admin.Addr().String()
+	}
 	r.intake = in
 	return r, nil
+}
+
+// adminErr marks pool errors for the HTTP API's status codes.
+func adminErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, pool.ErrDuplicate):
+		return admin.Conflict(err)
+	case errors.Is(err, pool.ErrNotRegistered):
+		return admin.NotFound(err)
+	}
+	return err
 }
 
 // Close releases the relay's sockets when it will not Run (a later start
@@ -231,6 +288,9 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 func (r *Relay) Close() {
 	for _, srv := range r.servers {
 		srv.Close()
+	}
+	if r.admin != nil {
+		r.admin.Close()
 	}
 }
 
@@ -265,6 +325,7 @@ func (r *Relay) Run(ctx context.Context, producers ...func(context.Context) erro
 	for _, srv := range r.servers {
 		g.Go(func() error { return srv.Run(gctx) })
 	}
+	g.Go(func() error { return RunAdmin(gctx, r.admin, r.Log) })
 	for _, task := range r.side {
 		g.Go(func() error { return task(gctx) })
 	}
@@ -312,7 +373,9 @@ func (r *Relay) selfMetrics(rate *runstats.Rate) func() []runstats.Metric {
 				runstats.Int(name+".current-size", uint64(d.QueueDepth)),
 				runstats.Int(name+".limit", uint64(d.QueueCap)),
 				runstats.Int(name+".sent", d.Sent),
-				runstats.Int(name+".dropped", d.Dropped))
+				runstats.Int(name+".dropped", d.Dropped),
+				runstats.Int(name+".reconnects", d.Reconnects),
+				runstats.Int(name+".spool-bytes", uint64(d.SpoolBytes)))
 		}
 		return ms
 	}
