@@ -160,7 +160,7 @@ type Pool struct {
 	retry     chan *batch.Batch
 	console   *queue
 
-	mu      sync.Mutex // serialises destination changes
+	mu      sync.Mutex    // serialises destination changes
 	removed []RemovedDest // the last few deldests, newest last (under mu)
 	view    atomic.Pointer[view]
 	started atomic.Bool
