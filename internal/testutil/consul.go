@@ -66,8 +66,18 @@ type Consul struct {
 func StartConsul(t testing.TB) *Consul {
 	t.Helper()
 	c := &Consul{t: t, bin: ConsulBinary(t), dir: t.TempDir()}
+	// Hold all four open at once so that they are distinct.
+	var lns []net.Listener
 	for i := range c.ports {
-		c.ports[i] = freePort(t)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		c.ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	for _, ln := range lns {
+		ln.Close()
 	}
 	c.Addr = fmt.Sprintf("127.0.0.1:%d", c.ports[0])
 	c.Start()
