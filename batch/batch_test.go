@@ -269,3 +269,58 @@ func BenchmarkSplitter(b *testing.B) {
 		sp.Release()
 	}
 }
+
+func TestParseStatsd(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want Reason
+		name string
+	}{
+		{"api.requests:1|c", ReasonOK, "api.requests"},
+		{"api.requests:1|c|@0.1", ReasonOK, "api.requests"},
+		{"api.latency:320|ms|@0.5|#env:prod,dc:eu", ReasonOK, "api.latency"},
+		{"gauge:+4|g", ReasonOK, "gauge"},
+		{"gauge:-4.5|g", ReasonOK, "gauge"},
+		{"users:alice|s", ReasonOK, "users"},
+		{"multi:1|c:20|ms", ReasonOK, "multi"},
+		{"hist:3|h", ReasonOK, "hist"},
+		{"dist:3|d|#a:b", ReasonOK, "dist"},
+		{"", ReasonEmpty, ""},
+		{"   ", ReasonEmpty, ""},
+		{"no.colon", ReasonFields, ""},
+		{"no.pipe:1", ReasonFields, ""},
+		{":1|c", ReasonName, ""},
+		{"nul\x00name:1|c", ReasonName, ""},
+		{"bad\xffutf:1|c", ReasonName, ""},
+		{"x:1|q", ReasonType, ""},
+		{"x:1|", ReasonType, ""},
+		{"x:abc|c", ReasonValue, ""},
+		{"x:nan|c", ReasonValue, ""},
+		{"x:|s", ReasonValue, ""},
+		{"x:1|c|@2", ReasonRate, ""},
+		{"x:1|c|@0", ReasonRate, ""},
+		{"x:1|c|@x", ReasonRate, ""},
+		{"x:1|c|junk", ReasonFields, ""},
+		{"x:1|c|", ReasonFields, ""},
+		{"x:1|c:2", ReasonFields, ""},
+	} {
+		p, r := Parse([]byte(tc.line), LevelStatsd)
+		if r != tc.want || (r == ReasonOK && (string(p.Name) != tc.name || !p.Canonical)) {
+			t.Errorf("ParseStatsd(%q) = %v %q, want %v %q", tc.line, r, p.Name, tc.want, tc.name)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { ParseStatsd([]byte("api.latency:320|ms|@0.5|#env:prod")) }); n != 0 {
+		t.Errorf("ParseStatsd allocates %v times", n)
+	}
+}
+
+func FuzzParseStatsd(f *testing.F) {
+	f.Add([]byte("a.b:1|c|@0.5|#x:y"))
+	f.Add([]byte("m:1|c:2|ms"))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		p, r := ParseStatsd(line)
+		if r == ReasonOK && (len(p.Name) == 0 || bytes.IndexByte(p.Name, ':') >= 0 || !bytes.HasPrefix(line, p.Name)) {
+			t.Fatalf("accepted %q with name %q", line, p.Name)
+		}
+	})
+}

@@ -162,6 +162,9 @@ func (s *Splitter) take(out *Batch, line []byte) {
 		s.Counts.Rejected[ReasonTooLong]++
 		return
 	}
+	if s.level == LevelStatsd && len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
 	p, r := Parse(line, s.level)
 	if r != ReasonOK {
 		s.Counts.Rejected[r]++

@@ -42,6 +42,10 @@ type dest struct {
 
 	removeOnce sync.Once
 	removed    chan struct{}
+
+	held     atomic.Bool   // out of service by Hold
+	holds    atomic.Uint64 // times held
+	holdKick chan struct{} // 1-slot: held changed
 }
 
 func (d *dest) remove() { d.removeOnce.Do(func() { close(d.removed) }) }
@@ -55,6 +59,7 @@ func (d *dest) isRemoved() bool {
 }
 
 var (
+	errHeld      = errors.New("taken out of service")
 	errStop      = errors.New("stop")
 	errRemoved   = errors.New("destination removed")
 	errPeerClose = errors.New("destination closed the connection")
@@ -76,11 +81,15 @@ type writer struct {
 func (p *Pool) runDest(ctx context.Context, d *dest) {
 	w := &writer{p: p, d: d}
 	defer w.exit()
-	failures := 0
+	failures, quick := 0, 0
 	log := p.log.With("dest", d.Name)
 	for {
 		if w.finished(ctx) {
 			return
+		}
+		if d.held.Load() {
+			w.whileHeld(ctx)
+			continue
 		}
 		conn, err := w.dial(ctx)
 		if err != nil {
@@ -109,6 +118,7 @@ func (p *Pool) runDest(ctx context.Context, d *dest) {
 		}
 		failures = 0
 		p.setState(d, stateUp)
+		connected := time.Now()
 		err = w.writeLoop(ctx, conn)
 		conn.Close()
 		switch {
@@ -117,13 +127,57 @@ func (p *Pool) runDest(ctx context.Context, d *dest) {
 		case errors.Is(err, errRemoved):
 			w.onRemoved(ctx, false)
 			return
+		case errors.Is(err, errHeld):
+			continue
 		case ctx.Err() != nil:
 			return // exit keeps or counts what is pending
 		}
 		p.setState(d, stateConnecting)
 		d.reconnects.Add(1)
 		w.noteErr(err)
+		if time.Since(connected) < time.Second {
+			// Lost at once (a UDP destination refusing, a peer that accepts
+			// and closes): back off as after a failed dial, or this spins.
+			quick++
+			if quick == 1 || quick%30 == 0 {
+				log.Warn("destination connection lost at once", "err", err, "times", quick)
+			}
+			w.sleep(ctx, p.backoff(quick))
+			continue
+		}
+		quick = 0
 		log.Warn("destination connection lost", "err", err, "queued", d.q.depth()+int(d.pending.Load()))
+	}
+}
+
+// whileHeld keeps a held destination out of service: dead, its points
+// re-routed in hash-route, until Unhold, removal or shutdown.
+func (w *writer) whileHeld(ctx context.Context) {
+	d := w.d
+	if d.state.Load() != stateDead {
+		w.p.setState(d, stateDead)
+	}
+	for d.held.Load() {
+		if w.p.cfg.Mode == HashRoute {
+			w.reroute(ctx)
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-d.holdKick:
+		case <-t.C:
+		case <-d.removed:
+		case <-w.p.stop:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if d.isRemoved() || ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-w.p.stop:
+			return
+		default:
+		}
 	}
 }
 
@@ -217,6 +271,11 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
 					continue
 				case <-w.d.q.ready:
 					continue
+				case <-w.d.holdKick:
+					if w.d.held.Load() {
+						return errHeld
+					}
+					continue
 				case <-peerGone:
 					return errPeerClose
 				case <-w.d.removed:
@@ -238,6 +297,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
 		}
 		if idle && peerClosed(conn) {
 			return errPeerClose
+		}
+		if w.d.held.Load() {
+			return errHeld
 		}
 		idle = false
 		if err := w.writeOnce(conn); err != nil {

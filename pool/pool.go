@@ -88,6 +88,10 @@ type Config struct {
 	OnChange func(dests []string)
 	// ObserveWrite, when set, is told how long each destination write took.
 	ObserveWrite func(time.Duration)
+	// RingByAddr keys ring nodes on "host:port" instead of carbon's
+	// (host, instance) text: statsd mode, where backends are told apart by
+	// port and there is no carbon placement to match.
+	RingByAddr bool
 	// Dial opens a destination connection; default net.Dialer.
 	Dial   func(ctx context.Context, addr string) (net.Conn, error)
 	Logger *slog.Logger
@@ -201,6 +205,11 @@ func New(cfg Config) (*Pool, error) {
 	if cfg.Console != nil {
 		p.console = newQueue(cfg.QueueCap)
 	}
+	if cfg.RingByAddr {
+		for i := range cfg.Destinations {
+			cfg.Destinations[i].Key = cfg.Destinations[i].Addr()
+		}
+	}
 	var dests []*dest
 	for i, d := range cfg.Destinations {
 		if err := checkDuplicate(cfg.Destinations[:i], d, cfg.Mode == HashRoute); err != nil {
@@ -217,7 +226,8 @@ func New(cfg Config) (*Pool, error) {
 }
 
 func (p *Pool) newDest(d Destination) (*dest, error) {
-	nd := &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{})}
+	nd := &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{}),
+		holdKick: make(chan struct{}, 1)}
 	if p.cfg.SpoolDir != "" {
 		sp, err := spool.Open(p.cfg.SpoolDir, d.Name, p.cfg.SpoolMaxBytes, p.log)
 		if err != nil {
@@ -476,6 +486,9 @@ func (p *Pool) PutDest(spec string) error {
 	if err != nil {
 		return err
 	}
+	if p.cfg.RingByAddr {
+		d.Key = d.Addr()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.view.Load().dests
@@ -523,6 +536,54 @@ func (p *Pool) DelDest(name string) error {
 		return nil
 	}
 	return destErr(ErrNotRegistered, "destination %s is not registered", name)
+}
+
+// Hold takes a destination out of service because an outside health check
+// failed (statsd mode asks each backend's admin port): it is treated as
+// dead — out of the hash-route ring, its queued points re-routed; in
+// broadcast its points are dropped and counted — until Unhold.
+func (p *Pool) Hold(name, reason string) error {
+	d := p.destByName(name)
+	if d == nil {
+		return destErr(ErrNotRegistered, "destination %s is not registered", name)
+	}
+	if !d.held.Swap(true) {
+		p.log.Warn("destination taken out of service", "dest", name, "reason", reason)
+		d.holds.Add(1)
+		p.setState(d, stateDead)
+		kick(d.holdKick)
+	}
+	return nil
+}
+
+// Unhold puts a held destination back into service; it rejoins once it
+// connects.
+func (p *Pool) Unhold(name string) error {
+	d := p.destByName(name)
+	if d == nil {
+		return destErr(ErrNotRegistered, "destination %s is not registered", name)
+	}
+	if d.held.Swap(false) {
+		p.log.Info("destination back in service", "dest", name)
+		kick(d.holdKick)
+	}
+	return nil
+}
+
+func (p *Pool) destByName(name string) *dest {
+	for _, d := range p.view.Load().dests {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+func kick(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
 }
 
 // changed reports the destination list to OnChange. Callers hold p.mu.

@@ -18,6 +18,9 @@ type Destination struct {
 	Port        int
 	Instance    string
 	HasInstance bool // false means Python's None, not ""
+	// Key, when set, replaces carbon's node text on the ring (statsd mode
+	// keys nodes on "host:port").
+	Key string
 }
 
 // Addr is the dial address.
@@ -25,6 +28,9 @@ func (d Destination) Addr() string { return net.JoinHostPort(d.Host, strconv.Ito
 
 // nodeKey is carbon's Python text of the (host, instance) tuple.
 func (d Destination) nodeKey() string {
+	if d.Key != "" {
+		return d.Key
+	}
 	if !d.HasInstance {
 		return "('" + d.Host + "', None)"
 	}

@@ -49,6 +49,8 @@ type DestStats struct {
 	SpoolBytes int64     `json:"spool_bytes,omitempty"`
 	SpoolLines int64     `json:"spool_lines,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
+	Held       bool      `json:"held,omitempty"`  // out of service by a failed health check
+	Holds      uint64    `json:"holds,omitempty"` // times taken out of service
 	Registered time.Time `json:"registered"`
 }
 
@@ -102,6 +104,8 @@ func (p *Pool) Stats() Stats {
 			QueueCap:   p.cfg.QueueCap,
 			InFlight:   d.pending.Load(),
 			Registered: d.registered,
+			Held:       d.held.Load(),
+			Holds:      d.holds.Load(),
 		}
 		if d.sp != nil {
 			ds.Spooled, ds.Replayed, ds.SpoolBytes, ds.SpoolLines = d.spooled.Load(), d.replayed.Load(), d.sp.Bytes(), d.sp.Lines()
