@@ -10,9 +10,15 @@ CONSUL_VERSION := 1.22.7
 CONSUL_CACHE   ?= $(HOME)/.cache/polymur/consul-$(CONSUL_VERSION)
 CONSUL         := $(CONSUL_CACHE)/consul
 
+# Etsy's statsd (npm) for the statsd-mode tests and benchmark: real statsd
+# daemons as backends and its proxy.js as the peer; cached outside the repo.
+STATSD_VERSION := 0.9.0
+STATSD_CACHE   ?= $(HOME)/.cache/polymur/statsd-$(STATSD_VERSION)
+STATSD_DIR     := $(STATSD_CACHE)/node_modules/statsd
+
 FUZZTIME ?= 30s
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd FORCE
 
 all: $(CMDS:%=$(BIN)/%)
 
@@ -29,6 +35,13 @@ $(CONSUL):
 	mkdir -p $(CONSUL_CACHE)
 	$(GO) build -C tools/consul -trimpath -ldflags='-s -w' -o $(CONSUL) github.com/hashicorp/consul
 
+statsd: $(STATSD_DIR)/stats.js
+
+$(STATSD_DIR)/stats.js:
+	@echo "installing statsd $(STATSD_VERSION) from npm into $(STATSD_CACHE) (first time only)"
+	mkdir -p $(STATSD_CACHE)
+	cd $(STATSD_CACHE) && npm install --no-audit --no-fund --loglevel=error statsd@$(STATSD_VERSION)
+
 # Headless Chromium renders the status page in the admin tests: Debian's
 # chromium package, installed when missing (root, or through sudo).
 chromium:
@@ -39,14 +52,14 @@ chromium:
 
 # The fault suite (./faults) runs with the rest; its parallel cases mostly
 # wait on outages, hence -parallel 4 on two cores.
-test: consul chromium
-	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -parallel 4 ./...
+test: consul chromium statsd
+	POLYMUR_CONSUL_BIN=$(CONSUL) POLYMUR_STATSD_DIR=$(STATSD_DIR) $(GO) test -race -count=1 -parallel 4 ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=3s
 
 # Only the fault suite, verbose: outages, slow destinations, SIGTERM and
 # restart, gateway trouble, Consul restart, 10,000 connections, hostile input.
 faults: consul
-	POLYMUR_CONSUL_BIN=$(CONSUL) $(GO) test -count=1 -parallel 4 -v ./faults
+	POLYMUR_CONSUL_BIN=$(CONSUL) POLYMUR_STATSD_DIR=$(STATSD_DIR) $(GO) test -count=1 -parallel 4 -v ./faults
 
 check:
 	@out=$$(gofmt -l . | grep -v '^tools/'); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
@@ -55,7 +68,7 @@ check:
 	$(MAKE) --no-print-directory test
 
 # Every fuzz target, FUZZTIME each.
-FUZZ_TARGETS := batch:FuzzParse batch:FuzzSplitter pool:FuzzRing api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment
+FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd batch:FuzzSplitter pool:FuzzRing api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment
 fuzz-smoke fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

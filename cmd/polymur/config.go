@@ -14,8 +14,11 @@ import (
 // config is polymur's parsed and validated command line.
 type config struct {
 	daemon.RelayFlags
-	listenAddr string
-	test       bool
+	listenAddr  string
+	test        bool
+	mode        string
+	statsd      statsdFlags
+	statsdDests []pool.Destination
 }
 
 const usageHeader = `polymur: a Graphite carbon-relay replacement.
@@ -24,6 +27,12 @@ Reads Graphite plaintext lines ("name value timestamp") on -listen-addr and
 broadcasts them to every destination or hash-routes each to the destination
 carbon's consistent-hashing ring picks. Every flag can also be set through
 the environment variable shown in brackets; the command line wins.
+
+With -mode statsd (or -statsd-config proxyConfig.js) it is a statsd proxy
+instead: statsd lines over UDP on -statsd-listen, each sent to the statsd
+backend that owns its name on a consistent-hash ring, backends health-checked
+on their admin port; the -statsd-* flags apply and -listen-addr,
+-destinations and -distribution do not.
 
 Flags:
 `
@@ -38,6 +47,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	var c config
 	c.Register(fs)
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur listen address")
+	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
+	c.statsd.register(fs)
 	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' and exit; connects nowhere")
 	if err := daemon.ParseFlags(fs, "POLYMUR", args); err != nil {
 		return nil, err
@@ -47,6 +58,29 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.Check(); err != nil {
 		return nil, err
+	}
+	switch c.mode {
+	case "graphite":
+		if c.statsd.configFile != "" {
+			c.mode = "statsd"
+		}
+	case "statsd":
+	default:
+		return nil, fmt.Errorf("-mode: unknown mode %q (want graphite or statsd)", c.mode)
+	}
+	if c.mode == "statsd" {
+		if c.statsd.configFile != "" {
+			given := map[string]bool{}
+			fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+			if err := c.statsd.loadProxyConfig(c.statsd.configFile, given); err != nil {
+				return nil, fmt.Errorf("-statsd-config: %w", err)
+			}
+		}
+		var err error
+		if c.statsdDests, err = c.statsd.check(); err != nil {
+			return nil, err
+		}
+		return &c, nil
 	}
 	if c.listenAddr == "" && !c.test {
 		return nil, fmt.Errorf("-listen-addr must not be empty")

@@ -40,6 +40,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	if c.mode == "statsd" {
+		return runStatsd(ctx, c, stdout, log, ready)
+	}
 	var lis *listener.TCP
 	intake := daemon.Intake{
 		Accepted: func() uint64 { return lis.Accepted.Load() },

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,6 +47,12 @@ type RelayFlags struct {
 	SpoolMaxBytes            int64
 	SpoolReplayRate          int
 	StateFile                string
+
+	// Set by the daemon, not by flags: statsd mode's UDP output and ring,
+	// and commands added to the control API.
+	Dial          func(ctx context.Context, addr string) (net.Conn, error)
+	RingByAddr    bool
+	ExtraCommands map[string]api.Handler
 
 	// Filled by Check.
 	Mode      pool.Mode
@@ -144,6 +152,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate,
+		Dial: f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
 
@@ -227,11 +236,13 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		return s
 	}
 	if f.APIAddr != "" {
-		srv, err := api.New(api.Config{Addr: f.APIAddr, Name: "API", Logger: log, Commands: api.ControlCommands(api.Control{
+		cmds := api.ControlCommands(api.Control{
 			PutDest: p.PutDest, DelDest: p.DelDest, Route: p.Route,
 			GetDest: func() any { return p.Destinations() },
 			Stats:   stats,
-		})})
+		})
+		maps.Copy(cmds, f.ExtraCommands)
+		srv, err := api.New(api.Config{Addr: f.APIAddr, Name: "API", Logger: log, Commands: cmds})
 		if err != nil {
 			return nil, fmt.Errorf("-api-addr: %w", err)
 		}
