@@ -36,8 +36,8 @@ func TestUDPStatsdLines(t *testing.T) {
 	}
 	defer c.Close()
 	for _, d := range []string{
-		"a.b:1|c",                       // one line, no newline
-		"c.d:2|ms\ne.f:3|g\n",           // two, trailing newline
+		"a.b:1|c",                        // one line, no newline
+		"c.d:2|ms\ne.f:3|g\n",            // two, trailing newline
 		"no.pipe:1\n:1|c\nx:1|q\n\n\r\n", // bad ones, blank ones
 		"crlf:1|c\r\n",
 		"\x00\xff\xfe",
