@@ -29,6 +29,9 @@ type options struct {
 	install   bool
 	timeout   time.Duration
 	skipExtra bool
+	statsdDir string
+	statsdN   int
+	only      string
 }
 
 func main() {
@@ -41,7 +44,11 @@ func main() {
 	flag.StringVar(&o.peer, "peer", "carbon-c-relay", "carbon-c-relay binary (name on PATH or path)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install carbon-c-relay when it is missing")
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "longest wait for one scenario")
-	flag.BoolVar(&o.skipExtra, "skip-extra", false, "skip the proxy/gateway and idle-connection measurements")
+	flag.BoolVar(&o.skipExtra, "skip-extra", false, "skip the proxy/gateway, idle-connection and statsd measurements")
+	home, _ := os.UserHomeDir()
+	flag.StringVar(&o.statsdDir, "statsd-dir", filepath.Join(home, ".cache/polymur/statsd-0.9.0/node_modules/statsd"), "statsd's npm package (proxy.js), for the statsd-mode comparison")
+	flag.IntVar(&o.statsdN, "statsd-lines", 1_000_000, "statsd lines per statsd scenario")
+	flag.StringVar(&o.only, "only", "", "run one part only: carbon, extra or statsd")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -73,6 +80,9 @@ func bench(o options) error {
 	}
 	var results []result
 	for _, mode := range []string{"broadcast", "hash-route"} {
+		if o.only != "" && o.only != "carbon" {
+			break
+		}
 		nd := 2
 		if mode == "hash-route" {
 			nd = 3
@@ -96,7 +106,7 @@ func bench(o options) error {
 		}
 	}
 	var extras []string
-	if !o.skipExtra {
+	if !o.skipExtra && (o.only == "" || o.only == "extra") {
 		for _, tlsOn := range []bool{false, true} {
 			line, err := pipelineRun(o.bin, o.lines, tlsOn, o.timeout)
 			if err != nil {
@@ -111,6 +121,13 @@ func bench(o options) error {
 		}
 		fmt.Println(line)
 		extras = append(extras, line)
+	}
+	if !o.skipExtra && (o.only == "" || o.only == "statsd") {
+		lines, err := statsdBench(o.bin, o.statsdDir, o.statsdN)
+		if err != nil {
+			return err
+		}
+		extras = append(extras, lines...)
 	}
 	return writeReport(o, results, extras, note)
 }
