@@ -31,6 +31,7 @@ type options struct {
 	skipExtra bool
 	statsdDir string
 	statsdN   int
+	rates     []int
 	only      string
 }
 
@@ -48,6 +49,8 @@ func main() {
 	home, _ := os.UserHomeDir()
 	flag.StringVar(&o.statsdDir, "statsd-dir", filepath.Join(home, ".cache/polymur/statsd-0.9.0/node_modules/statsd"), "statsd's npm package (proxy.js), for the statsd-mode comparison")
 	flag.IntVar(&o.statsdN, "statsd-lines", 1_000_000, "statsd lines per statsd scenario")
+	var rates string
+	flag.StringVar(&rates, "statsd-rates", "25000,50000,75000", "offered statsd lines/s for the paced comparisons")
 	flag.StringVar(&o.only, "only", "", "run one part only: carbon, extra or statsd")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
@@ -56,6 +59,13 @@ func main() {
 			fatal("-conns: %q is not a connection count", c)
 		}
 		o.conns = append(o.conns, n)
+	}
+	for _, r := range strings.Split(rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n < 1 {
+			fatal("-statsd-rates: %q is not a rate", r)
+		}
+		o.rates = append(o.rates, n)
 	}
 	if err := bench(o); err != nil {
 		fatal("%v", err)
@@ -123,7 +133,7 @@ func bench(o options) error {
 		extras = append(extras, line)
 	}
 	if !o.skipExtra && (o.only == "" || o.only == "statsd") {
-		lines, err := statsdBench(o.bin, o.statsdDir, o.statsdN)
+		lines, err := statsdBench(o.bin, o.statsdDir, o.statsdN, o.rates)
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,7 @@ func (s *statsdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.mgmtAddr, "statsd-mgmt-addr", "0.0.0.0:8126", "statsd mode: management interface (ping, stats, memstats, health, status, route, getdest, ...)")
 	fs.DurationVar(&s.checkInterval, "statsd-check-interval", 10*time.Second, "statsd mode: how often each backend's admin port is asked 'health'")
 	fs.IntVar(&s.maxDatagram, "statsd-max-datagram", 1432, "statsd mode: largest datagram sent to a backend in bytes (1432 fits a 1500-byte MTU); lines are never split")
-	fs.DurationVar(&s.flush, "statsd-flush", 2*time.Millisecond, "statsd mode: longest a received line waits for more before it is sent on")
+	fs.DurationVar(&s.flush, "statsd-flush", 5*time.Millisecond, "statsd mode: how often a busy listener collects what arrived and sends it on (about the longest a line waits)")
 	fs.BoolVar(&s.debug, "d", false, "statsd mode: log routing decisions (rate-limited: one line per second)")
 }
 
@@ -449,7 +449,11 @@ func runStatsd(ctx context.Context, c *config, stdout io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	send := relay.Pool.Send
+	// The single UDP reader places its batches itself (no hand-off); TCP
+	// connections, many goroutines, go through the incoming queue.
+	direct, stopDirect := relay.Pool.Direct()
+	defer stopDirect()
+	send := listener.SendFunc(direct)
 	if s.debug {
 		send = (&routeLogger{p: relay.Pool, log: log}).wrap(send)
 	}
@@ -462,8 +466,12 @@ func runStatsd(ctx context.Context, c *config, stdout io.Writer, log *slog.Logge
 	relay.Addrs["statsd"] = udp.Addr().String()
 	producers := []func(context.Context) error{udp.Run}
 	if s.tcp {
+		tcpSend := listener.SendFunc(relay.Pool.Send)
+		if s.debug {
+			tcpSend = (&routeLogger{p: relay.Pool, log: log}).wrap(tcpSend)
+		}
 		tcp, err = listener.NewTCP(listener.TCPConfig{Addr: s.listen, Level: batch.LevelStatsd, MaxLine: c.MaxLine,
-			DrainTimeout: c.DrainTimeout, Send: send, Logger: log})
+			DrainTimeout: c.DrainTimeout, Send: tcpSend, Logger: log})
 		if err != nil {
 			udp.Close()
 			relay.Close()
