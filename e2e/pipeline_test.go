@@ -22,17 +22,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := testutil.BuildCommands("..")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithCommands(m, "..", &binDir) }
 
 func startProc(t *testing.T, env []string, name string, args ...string) *testutil.Proc {
 	return testutil.StartProc(t, filepath.Join(binDir, name), env, args...)

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -25,17 +24,7 @@ import (
 
 var binDir string
 
-func TestMain(m *testing.M) {
-	dir, err := testutil.BuildCommands("..")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testutil.MainWithCommands(m, "..", &binDir) }
 
 // limit only keeps a broken case from hanging; nothing here asserts speed.
 const limit = 3 * time.Minute

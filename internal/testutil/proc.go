@@ -31,6 +31,20 @@ func BuildCommands(root string) (string, error) {
 	return dir, nil
 }
 
+// MainWithCommands is a TestMain for packages that run the binaries: it
+// builds them, points *dir at them, runs the tests and exits.
+func MainWithCommands(m *testing.M, root string, dir *string) {
+	d, err := BuildCommands(root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*dir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
 // Proc is a daemon process started from a built binary. Its output is kept
 // in Logs; it is killed at cleanup if still running.
 type Proc struct {
