@@ -128,12 +128,9 @@ func TestTenThousandConnections(t *testing.T) {
 	})
 
 	t.Run("gateway and proxy", func(t *testing.T) {
-		gwAddr, gwAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
-		_, port, _ := net.SplitHostPort(gwAddr)
-		gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1",
-			"-listen-http-port", port, "-api-addr", gwAPI, "-stat-addr", "", "-destinations", sink.Addr())
-		testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(gwAPI, "ping") == "pong" })
-		base := baseFDs(t, gw)
+		gw := startDevGateway(t, sink.Addr())
+		gwAddr := gw.addr
+		base := baseFDs(t, gw.Proc)
 		var busy atomic.Int64
 		accepted := openAll(t, gwAddr, storm, func(i int, c net.Conn) bool {
 			if i%2 == 1 {
@@ -174,7 +171,7 @@ func TestTenThousandConnections(t *testing.T) {
 			t.Fatalf("gateway accepted %d of %d batches", accepted, storm/2)
 		}
 		delivered += accepted
-		fdsBack(t, gw, base)
+		fdsBack(t, gw.Proc, base)
 
 		pxListen, pxAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
 		px := testutil.StartProc(t, bin("polymur-proxy"), nil, "-gateway", "http://"+gwAddr, "-api-key", "123",

@@ -61,6 +61,23 @@ func (r *relay) start(t *testing.T) {
 
 func (r *relay) stat(key string) int { return testutil.JSONInt(testutil.Ask(r.api, "stats"), key) }
 
+// gateway is a polymur-gateway process in dev mode (key 123) on plain HTTP.
+type gateway struct {
+	*testutil.Proc
+	addr, api string
+}
+
+// startDevGateway starts polymur-gateway -dev-mode forwarding to dests.
+func startDevGateway(t *testing.T, dests string) *gateway {
+	t.Helper()
+	g := &gateway{addr: testutil.FreeAddr(t), api: testutil.FreeAddr(t)}
+	_, port, _ := net.SplitHostPort(g.addr)
+	g.Proc = testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1",
+		"-listen-http-port", port, "-api-addr", g.api, "-stat-addr", "", "-destinations", dests)
+	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(g.api, "ping") == "pong" })
+	return g
+}
+
 // load writes uniquely named lines to one connection at a steady rate and
 // keeps the count and the order-independent checksum of what it wrote.
 type load struct {

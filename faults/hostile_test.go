@@ -174,12 +174,9 @@ func TestHostileInputPolymur(t *testing.T) {
 
 func TestHostileInputProxy(t *testing.T) {
 	sink := testutil.NewSink(t)
-	gwAddr, gwAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1",
-		"-listen-http-port", portOf(gwAddr), "-api-addr", gwAPI, "-stat-addr", "", "-destinations", sink.Addr())
-	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(gwAPI, "ping") == "pong" })
+	gw := startDevGateway(t, sink.Addr())
 	pxListen, pxAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	px := testutil.StartProc(t, bin("polymur-proxy"), nil, "-gateway", "http://"+gwAddr, "-api-key", "123",
+	px := testutil.StartProc(t, bin("polymur-proxy"), nil, "-gateway", "http://"+gw.addr, "-api-key", "123",
 		"-listen-addr", pxListen, "-api-addr", pxAPI, "-stat-addr", "", "-flush-interval", "20ms")
 	testutil.WaitFor(t, "proxy", limit, func() bool { return testutil.Ask(pxAPI, "ping") == "pong" })
 	alive := func() bool { return !px.Exited() && testutil.Ask(pxAPI, "ping") == "pong" }
@@ -191,10 +188,8 @@ func TestHostileInputProxy(t *testing.T) {
 // Gateway bodies and requests, against the running binary.
 func TestHostileInputGateway(t *testing.T) {
 	sink := testutil.NewSink(t)
-	gwAddr, gwAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1",
-		"-listen-http-port", portOf(gwAddr), "-api-addr", gwAPI, "-stat-addr", "", "-destinations", sink.Addr())
-	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(gwAPI, "ping") == "pong" })
+	gw := startDevGateway(t, sink.Addr())
+	gwAddr, gwAPI := gw.addr, gw.api
 	url := "http://" + gwAddr
 
 	good := gzipped("gw.good 1 1700000000\n")

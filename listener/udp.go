@@ -170,11 +170,9 @@ func (u *UDP) Run(ctx context.Context) error {
 				n, _, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
 				return true // never wait here
 			})
-			if rerr != nil || n < 0 {
-				if rerr != syscall.EAGAIN && rerr != syscall.EWOULDBLOCK && rerr != syscall.EINTR && rerr != nil {
-					if u.readErrs.Add(1) == 1 {
-						u.log.Warn("statsd UDP read failed", "err", rerr)
-					}
+			if rerr != nil { // EAGAIN: nothing more queued
+				if rerr != syscall.EAGAIN && rerr != syscall.EINTR && u.readErrs.Add(1) == 1 {
+					u.log.Warn("statsd UDP read failed", "err", rerr)
 				}
 				return got
 			}

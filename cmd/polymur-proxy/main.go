@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/internal/daemon"
@@ -56,7 +55,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	start := time.Now()
 	addrs := map[string]string{"listen": lis.Addr().String()}
 	var servers []*api.Server
-	var adm *admin.Server
 	closeAll := func() {
 		lis.Close()
 		for _, s := range servers {
@@ -79,10 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 		servers, addrs["api"] = append(servers, srv), srv.Addr().String()
 	}
-	intake := daemon.Intake{Accepted: lis.Accepted.Load, Rejected: lis.Rejections}
-	adm, err = daemon.AdminServer(admin.Config{Addr: c.adminAddr, Name: "polymur-proxy", Logger: log,
-		Gatherer: daemon.NewRegistry(p.posts, daemon.IntakeMetrics(intake), p.metrics()),
-		Stats:    func() any { return p.statsJSON(lis, start) }, NotReady: p.notReady})
+	adm, err := p.adminServer(c.adminAddr, lis, start, log)
 	if err != nil {
 		closeAll()
 		return err
