@@ -61,6 +61,18 @@ type Config struct {
 	Stats    func() any
 	Dests    *Destinations // nil: no destination API
 	Logger   *slog.Logger
+
+	// Write enables the endpoints that change the daemon (destination
+	// changes); Pprof enables /debug/pprof/ (its cmdline shows secrets given
+	// as flags). Both are off by default and, when on, need Token.
+	Write, Pprof bool
+	// Token is the bearer token the protected endpoints require
+	// ("Authorization: Bearer <token>"); required when Write or Pprof.
+	Token string
+	// AllowedHosts are host names, besides IP literals, "localhost" and the
+	// listen host, that a protected request may name in its Host header
+	// (DNS-rebinding protection).
+	AllowedHosts []string
 }
 
 // Server is the admin HTTP server.
@@ -82,16 +94,24 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if (cfg.Write || cfg.Pprof) && len(cfg.Token) < 16 {
+		return nil, errors.New("admin: write and pprof endpoints need a bearer token of at least 16 characters")
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, ln: ln, log: cfg.Logger}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 2 * time.Minute, // a 30 s CPU profile must fit IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
-		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+		WriteTimeout:   2 * time.Minute, // a 30 s CPU profile must fit
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	return s, nil
 }
+
+// MaxHeaderBytes bounds a request's header block (larger ones get 431).
+const MaxHeaderBytes = 64 << 10
 
 // Addr is the bound address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
@@ -126,18 +146,18 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/stats", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, s.cfg.Stats()) })
 	if d := s.cfg.Dests; d != nil {
 		mux.HandleFunc("GET /api/v1/destinations", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, d.Get()) })
-		mux.HandleFunc("POST /api/v1/destinations", s.putDest)
-		mux.HandleFunc("DELETE /api/v1/destinations", s.delDest)
-		mux.HandleFunc("DELETE /api/v1/destinations/{dest}", s.delDest)
+		mux.Handle("POST /api/v1/destinations", s.guard(s.cfg.Write, "-admin-write", s.putDest))
+		mux.Handle("DELETE /api/v1/destinations", s.guard(s.cfg.Write, "-admin-write", s.delDest))
+		mux.Handle("DELETE /api/v1/destinations/{dest}", s.guard(s.cfg.Write, "-admin-write", s.delDest))
 		mux.HandleFunc("GET /api/v1/route", s.route)
 	}
-	// Go profiles, as carbon-relay-ng and nanotube expose them: the admin
-	// port is loopback or firewalled.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// Go profiles, as carbon-relay-ng and nanotube expose them, but only
+	// when asked for and with the token: the command line may hold secrets.
+	mux.Handle("GET /debug/pprof/", s.guard(s.cfg.Pprof, "-admin-pprof", pprof.Index))
+	mux.Handle("GET /debug/pprof/cmdline", s.guard(s.cfg.Pprof, "-admin-pprof", pprof.Cmdline))
+	mux.Handle("GET /debug/pprof/profile", s.guard(s.cfg.Pprof, "-admin-pprof", pprof.Profile))
+	mux.Handle("GET /debug/pprof/symbol", s.guard(s.cfg.Pprof, "-admin-pprof", pprof.Symbol))
+	mux.Handle("GET /debug/pprof/trace", s.guard(s.cfg.Pprof, "-admin-pprof", pprof.Trace))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		page, _ := static.ReadFile("status.html")
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -56,15 +56,26 @@ func (f *fakeDests) control() *Destinations {
 	}
 }
 
+const testToken = "test-token-0123456789"
+
 func start(t *testing.T, notReady func() []string) string {
+	t.Helper()
+	return startWith(t, Config{Write: true, Token: testToken, NotReady: notReady})
+}
+
+func startWith(t *testing.T, cfg Config) string {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(CollectFunc(func(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("polymur_test_total", "A test counter.", nil, nil), prometheus.CounterValue, 7)
 	}))
 	f := &fakeDests{dests: map[string]bool{}}
-	s, err := New(Config{Addr: "127.0.0.1:0", Name: "polymur-test", Gatherer: reg, NotReady: notReady, Logger: quiet,
-		Stats: func() any { return map[string]int{"received": 42} }, Dests: f.control()})
+	if cfg.NotReady == nil {
+		cfg.NotReady = func() []string { return nil }
+	}
+	cfg.Addr, cfg.Name, cfg.Gatherer, cfg.Logger, cfg.Dests = "127.0.0.1:0", "polymur-test", reg, quiet, f.control()
+	cfg.Stats = func() any { return map[string]int{"received": 42} }
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +89,7 @@ func start(t *testing.T, notReady func() []string) string {
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -140,5 +152,83 @@ func TestConfigErrors(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	if _, err := New(Config{Addr: "256.0.0.1:0", Gatherer: reg, Stats: func() any { return nil }, NotReady: func() []string { return nil }}); err == nil {
 		t.Fatal("bad address accepted")
+	}
+}
+
+// TestProtectedEndpoints: writes and pprof are off by default; when on they
+// refuse requests without the token, from another site (a form post from
+// any web page), and naming a host that is not this server (DNS rebinding).
+func TestProtectedEndpoints(t *testing.T) {
+	send := func(t *testing.T, method, url string, hdr map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader("127.0.0.1:2999"))
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+				continue
+			}
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	auth := "Bearer " + testToken
+	off := startWith(t, Config{})
+	on := startWith(t, Config{Write: true, Pprof: true, Token: testToken, AllowedHosts: []string{"relay1.example"}})
+	for _, tc := range []struct {
+		name, base, method, path string
+		hdr                      map[string]string
+		code                     int
+		want                     string
+	}{
+		{"write off by default", off, "POST", "/api/v1/destinations", map[string]string{"Authorization": auth}, 403, "-admin-write"},
+		{"delete off by default", off, "DELETE", "/api/v1/destinations/127.0.0.1:2999", map[string]string{"Authorization": auth}, 403, "-admin-write"},
+		{"pprof off by default", off, "GET", "/debug/pprof/cmdline", map[string]string{"Authorization": auth}, 403, "-admin-pprof"},
+		{"reads stay open", off, "GET", "/api/v1/destinations", nil, 200, "registered"},
+		{"no token", on, "POST", "/api/v1/destinations", nil, 401, "bearer token"},
+		{"wrong token", on, "POST", "/api/v1/destinations", map[string]string{"Authorization": "Bearer nope-nope-nope-nope"}, 401, "bearer token"},
+		{"cross-site form post", on, "POST", "/api/v1/destinations?destination=127.0.0.9:2003",
+			map[string]string{"Content-Type": "text/plain", "Origin": "http://attacker.example", "Authorization": auth}, 403, "cross-origin"},
+		{"sec-fetch-site cross-site", on, "POST", "/api/v1/destinations?destination=127.0.0.9:2003",
+			map[string]string{"Sec-Fetch-Site": "cross-site", "Authorization": auth}, 403, "cross-origin"},
+		{"DNS rebinding host", on, "POST", "/api/v1/destinations?destination=127.0.0.9:2003",
+			map[string]string{"Host": "rebind.evil.example:2040", "Authorization": auth}, 403, "DNS rebinding"},
+		{"rebinding host on pprof", on, "GET", "/debug/pprof/cmdline", map[string]string{"Host": "rebind.evil.example", "Authorization": auth}, 403, "DNS rebinding"},
+		{"pprof without token", on, "GET", "/debug/pprof/cmdline", nil, 401, "bearer token"},
+		{"allowed host name", on, "POST", "/api/v1/destinations", map[string]string{"Host": "relay1.example:2040", "Authorization": auth}, 201, "registered"},
+		{"localhost", on, "DELETE", "/api/v1/destinations/127.0.0.1:2999", map[string]string{"Host": "localhost:2040", "Authorization": auth}, 200, "unregistered"},
+		{"pprof with token", on, "GET", "/debug/pprof/cmdline", map[string]string{"Authorization": auth}, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := send(t, tc.method, tc.base+tc.path, tc.hdr)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Fatalf("%s %s → %d %q, want %d containing %q", tc.method, tc.path, code, body, tc.code, tc.want)
+			}
+		})
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := New(Config{Addr: "127.0.0.1:0", Gatherer: reg, Stats: func() any { return nil }, NotReady: func() []string { return nil },
+		Write: true, Token: "short"}); err == nil {
+		t.Fatal("write enabled with a short token accepted")
+	}
+}
+
+// TestHeaderLimit: a header block over MaxHeaderBytes gets 431.
+func TestHeaderLimit(t *testing.T) {
+	base := startWith(t, Config{})
+	req, _ := http.NewRequest("GET", base+"/healthz", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 200<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("200 KB header → %d, want 431", resp.StatusCode)
 	}
 }

@@ -43,7 +43,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		fs.PrintDefaults()
 	}
 	var c config
-	c.Register(fs)
+	c.Register(fs, "POLYMUR_GW")
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0", "Polymur-gateway listen address (host only; ports below)")
 	fs.StringVar(&c.httpPort, "listen-http-port", "80", "Polymur-gateway listen port (http); 'off' disables plain HTTP")
 	fs.StringVar(&c.httpsPort, "listen-https-port", "443", "Polymur-gateway listen port (https); used when -cert and -key are set")

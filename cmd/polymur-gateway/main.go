@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/keysync"
@@ -19,7 +17,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := daemon.SignalContext()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -38,6 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
+	defer daemon.HandleSignals(log)()
 	kc := keysync.Config{Prefix: c.keysPath, Refresh: c.keyRefresh, Logger: log}
 	if c.devMode {
 		kc.Static = map[string]string{"123": "dev"}

@@ -15,7 +15,8 @@ type config struct {
 	gateway, apiKey, cert        string
 	clientCert, clientKey        string
 	listenAddr, statAddr         string
-	apiAddr, adminAddr           string
+	apiAddr                      string
+	admin                        daemon.AdminFlags
 	queueCap, workers, batchSize int
 	consoleOut, verbose          bool
 	metricsFlush                 int
@@ -55,7 +56,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur-proxy listen address")
 	fs.StringVar(&c.statAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
 	fs.StringVar(&c.apiAddr, "api-addr", "", "API listen address for ping/stats/memstats (empty disables)")
-	fs.StringVar(&c.adminAddr, "admin-addr", "", "Admin HTTP listen address: /metrics (Prometheus), /healthz, /readyz, /api/v1/stats, and a status page on / (empty disables; e.g. localhost:2040)")
+	c.admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/stats, and a status page on /")
 	fs.IntVar(&c.queueCap, "queue-cap", 32768, "In-flight message queue capacity (number of data point batches [100 points max per batch])")
 	fs.IntVar(&c.workers, "workers", 3, "HTTP output workers")
 	fs.IntVar(&c.batchSize, "batch-size", 5000, "Most data points in one batch sent to the gateway")
@@ -80,6 +81,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	var err error
 	if c.level, err = batch.ParseLevel(c.validation); err != nil {
 		return nil, fmt.Errorf("-validation: %w", err)
+	}
+	if err := c.admin.Check("POLYMUR_PROXY"); err != nil {
+		return nil, err
 	}
 	if c.verbose {
 		c.logLevel = "debug"

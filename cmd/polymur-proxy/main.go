@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -24,7 +22,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := daemon.SignalContext()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -43,6 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
+	defer daemon.HandleSignals(log)()
 	p, err := newPipeline(c, stdout, log)
 	if err != nil {
 		return err
@@ -77,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 		servers, addrs["api"] = append(servers, srv), srv.Addr().String()
 	}
-	adm, err := p.adminServer(c.adminAddr, lis, start, log)
+	adm, err := p.adminServer(&c.admin, lis, start, log)
 	if err != nil {
 		closeAll()
 		return err

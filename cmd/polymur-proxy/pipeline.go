@@ -146,11 +146,13 @@ func (p *pipeline) metrics() admin.CollectFunc {
 }
 
 // adminServer binds -admin-addr (nil when it is empty).
-func (p *pipeline) adminServer(addr string, lis *listener.TCP, start time.Time, log *slog.Logger) (*admin.Server, error) {
+func (p *pipeline) adminServer(af *daemon.AdminFlags, lis *listener.TCP, start time.Time, log *slog.Logger) (*admin.Server, error) {
 	intake := daemon.Intake{Accepted: lis.Accepted.Load, Rejected: lis.Rejections}
-	return daemon.AdminServer(admin.Config{Addr: addr, Name: "polymur-proxy", Logger: log,
+	cfg := admin.Config{Name: "polymur-proxy", Logger: log,
 		Gatherer: daemon.NewRegistry(p.posts, daemon.IntakeMetrics(intake), p.metrics()),
-		Stats:    func() any { return p.statsJSON(lis, start) }, NotReady: p.notReady})
+		Stats:    func() any { return p.statsJSON(lis, start) }, NotReady: p.notReady}
+	af.Apply(&cfg)
+	return daemon.AdminServer(cfg)
 }
 
 // notReady is /readyz: not ready while the gateway is failing.

@@ -16,7 +16,9 @@ var get = testutil.Get
 
 func TestAdminHTTP(t *testing.T) {
 	a, b := testutil.NewSink(t), testutil.NewSink(t)
-	d := start(t, "-admin-addr", "127.0.0.1:0", "-distribution", "hash-route",
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("admin-token-for-tests\n"), 0o600)
+	d := start(t, "-admin-addr", "127.0.0.1:0", "-distribution", "hash-route", "-admin-write", "-admin-token-file", tokenFile,
 		"-destinations", a.Addr()+":a,"+b.Addr()+":b")
 	base := "http://" + d.Addrs["admin"]
 	var sb strings.Builder
@@ -39,9 +41,37 @@ func TestAdminHTTP(t *testing.T) {
 		"polymur_destination_write_duration_seconds_bucket",
 		"go_goroutines", "process_resident_memory_bytes")
 
+	// A cross-site form post (any web page the operator visits can send
+	// one) and a DNS-rebinding request are refused even with -admin-write;
+	// nothing is registered.
+	evil := testutil.NewSink(t)
+	for _, hdr := range []map[string]string{
+		{"Content-Type": "text/plain", "Origin": "http://attacker.example"},
+		{"Host": "rebind.evil.example:2040", "Authorization": "Bearer admin-token-for-tests"},
+		{"Content-Type": "text/plain"}, // no token
+	} {
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/destinations?destination="+evil.Addr(), strings.NewReader("x"))
+		for k, v := range hdr {
+			if k == "Host" {
+				req.Host = v
+			} else {
+				req.Header.Set(k, v)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || (resp.StatusCode != 403 && resp.StatusCode != 401) {
+			t.Fatalf("hostile POST %v: %v %v", hdr, resp, err)
+		}
+		resp.Body.Close()
+	}
+	if got := d.Ask(t, "api", "getdest"); strings.Contains(got, evil.Addr()) {
+		t.Fatalf("a hostile request registered a destination: %s", got)
+	}
+
 	// The HTTP destination API is the TCP one's twin.
 	c := testutil.NewSink(t)
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/destinations", strings.NewReader(c.Addr()+":c"))
+	req.Header.Set("Authorization", "Bearer admin-token-for-tests")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 201 {
 		t.Fatalf("POST destination: %v %v", resp, err)

@@ -234,6 +234,9 @@ func TestBadConfigurationFailsAtStart(t *testing.T) {
 		{"port in use", []string{"-listen-addr", busy.Addr().String()}, nil, "-listen-addr"},
 		{"api port in use", []string{"-listen-addr", "127.0.0.1:0", "-api-addr", busy.Addr().String()}, nil, "-api-addr"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+		{"admin write without token", []string{"-admin-addr", "127.0.0.1:0", "-admin-write"}, nil, "POLYMUR_ADMIN_TOKEN"},
+		{"admin pprof short token", []string{"-admin-addr", "127.0.0.1:0", "-admin-pprof"}, map[string]string{"POLYMUR_ADMIN_TOKEN": "short"}, "POLYMUR_ADMIN_TOKEN"},
+		{"admin token file missing", []string{"-admin-addr", "127.0.0.1:0", "-admin-write", "-admin-token-file", "/nonexistent/token"}, nil, "-admin-token-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

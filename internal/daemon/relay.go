@@ -30,7 +30,8 @@ import (
 // control API, runstats, self-metrics, validation and logging.
 type RelayFlags struct {
 	APIAddr, StatAddr        string
-	AdminAddr                string
+	Admin                    AdminFlags
+	EnvPrefix                string // POLYMUR or POLYMUR_GW, for the admin token variable
 	OutgoingCap, IncomingCap int
 	ConsoleOut               bool
 	Destinations             string
@@ -61,11 +62,13 @@ type RelayFlags struct {
 	fromState bool
 }
 
-// Register defines the shared flags on fs with the seeds' names and defaults.
-func (f *RelayFlags) Register(fs *flag.FlagSet) {
+// Register defines the shared flags on fs with the seeds' names and defaults;
+// prefix is the daemon's environment prefix.
+func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
+	f.EnvPrefix = prefix
 	fs.StringVar(&f.APIAddr, "api-addr", "localhost:2030", "API listen address (empty disables)")
 	fs.StringVar(&f.StatAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
-	fs.StringVar(&f.AdminAddr, "admin-addr", "", "Admin HTTP listen address: /metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on / (empty disables; e.g. localhost:2040)")
+	f.Admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on /")
 	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
 	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
@@ -97,6 +100,9 @@ func (f *RelayFlags) Check() error {
 	}
 	if f.Dests, err = pool.ParseDestinations(f.Destinations); err != nil {
 		return fmt.Errorf("-destinations: %w", err)
+	}
+	if err := f.Admin.Check(f.EnvPrefix); err != nil {
+		return err
 	}
 	if f.StateFile != "" {
 		saved, ok, err := readState(f.StateFile)
@@ -257,7 +263,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		r.servers, r.Addrs["stat"] = append(r.servers, srv), srv.Addr().String()
 	}
 	r.AddNotReady(func() []string { return NotReadyPool(p, f.ConsoleOut) })
-	r.admin, err = AdminServer(admin.Config{Addr: f.AdminAddr, Name: name, Gatherer: r.reg, Stats: stats, Logger: log,
+	acfg := admin.Config{Name: name, Gatherer: r.reg, Stats: stats, Logger: log,
 		NotReady: func() []string {
 			var why []string
 			for _, f := range r.notReady {
@@ -269,7 +275,9 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 			Put: func(d string) error { return adminErr(p.PutDest(d)) },
 			Del: func(d string) error { return adminErr(p.DelDest(d)) },
 			Get: func() any { return p.Destinations() }, Route: p.Route,
-		}})
+		}}
+	f.Admin.Apply(&acfg)
+	r.admin, err = AdminServer(acfg)
 	if err != nil {
 		r.Close()
 		return nil, err
