@@ -71,7 +71,7 @@ func TestBrokenStderrPipe(t *testing.T) {
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-done })
 	testutil.WaitFor(t, "polymur API", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
-	pr.Close()                          // nobody reads its logs any more
+	pr.Close()                         // nobody reads its logs any more
 	cmd.Process.Signal(syscall.SIGHUP) // makes it log: the write gets EPIPE
 	testutil.SendTCP(t, listen, []byte("pipe.m1 1 1700000000\n"))
 	testutil.WaitTotal(1, limit, s)
