@@ -225,3 +225,28 @@ func TestOverTheBoundIsBusyNotAHang(t *testing.T) {
 		t.Fatal("nobody was turned away")
 	}
 }
+
+// TestReadOnlyControl: with ReadOnly, putdest and deldest change nothing
+// and say which flag allows them; reads still answer.
+func TestReadOnlyControl(t *testing.T) {
+	changed := false
+	cmds := ControlCommands(Control{
+		PutDest:  func(string) error { changed = true; return nil },
+		DelDest:  func(string) error { changed = true; return nil },
+		Route:    func(string) []string { return []string{"a"} },
+		GetDest:  func() any { return []string{"a"} },
+		Stats:    func() any { return nil },
+		ReadOnly: true, ReadOnlyHint: "-api-readonly is set",
+	})
+	for _, c := range []string{"putdest", "deldest"} {
+		if got := cmds[c]("127.0.0.1:2003"); !strings.Contains(got, "-api-readonly") {
+			t.Fatalf("%s read-only: %q", c, got)
+		}
+	}
+	if changed {
+		t.Fatal("a read-only API changed destinations")
+	}
+	if got := cmds["route"]("x"); got != "a" {
+		t.Fatalf("route: %q", got)
+	}
+}

@@ -14,6 +14,15 @@ type Control struct {
 	Route   func(metric string) []string
 	GetDest func() any // marshalled as getdest's JSON
 	Stats   func() any // marshalled as stats' JSON
+	// ReadOnly refuses putdest and deldest (the API has no authentication:
+	// anyone who can connect could redirect the stream); ReadOnlyHint names
+	// the flag that allows them.
+	ReadOnly     bool
+	ReadOnlyHint string
+}
+
+func (c Control) refused() string {
+	return "Error: destination changes are disabled on this port (" + c.ReadOnlyHint + ")"
 }
 
 // ControlCommands returns the control API's command set: putdest, deldest,
@@ -21,6 +30,9 @@ type Control struct {
 func ControlCommands(c Control) map[string]Handler {
 	return map[string]Handler{
 		"putdest": func(arg string) string {
+			if c.ReadOnly {
+				return c.refused()
+			}
 			if arg == "" {
 				return "Must provide destination"
 			}
@@ -30,6 +42,9 @@ func ControlCommands(c Control) map[string]Handler {
 			return "Registered destination: " + arg
 		},
 		"deldest": func(arg string) string {
+			if c.ReadOnly {
+				return c.refused()
+			}
 			if arg == "" {
 				return "Must provide destination"
 			}

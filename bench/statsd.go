@@ -93,13 +93,12 @@ func statsdInput(lines, names int) [][]byte {
 }
 
 type statsdResult struct {
-	relay              string
-	rate               int // offered lines/s (0: as fast as the sender goes)
-	sent, delivered    int64
-	cpu                time.Duration
-	wall               time.Duration
-	rss                int64
-	datagramsPerSecond float64
+	relay           string
+	rate            int // offered lines/s (0: as fast as the sender goes)
+	sent, delivered int64
+	cpu             time.Duration
+	wall            time.Duration
+	rss             int64
 }
 
 func (r statsdResult) row() string {

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,7 +165,10 @@ func New(cfg Config) (*Output, error) {
 	return &Output{
 		sp:  sp,
 		cfg: cfg, log: cfg.Logger,
-		client:   &http.Client{Transport: tr, Timeout: cfg.Timeout},
+		// Redirects are never followed: a 307 would hand the API key and
+		// the batch to another host, a 301 would turn the POST into a GET.
+		client: &http.Client{Transport: tr, Timeout: cfg.Timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		ingest:   base + "/ingest",
 		pingU:    base + "/ping",
 		in:       make(chan *batch.Batch, cfg.QueueCap),
@@ -437,6 +441,11 @@ func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byt
 			if attempt == 1 || attempt%10 == 0 {
 				o.log.Warn("gateway unreachable; batch kept, retrying", "worker", id, "err", err, "attempt", attempt, "retry_in", wait.Round(time.Millisecond))
 			}
+		case code >= 300 && code < 400:
+			o.failing.Store(true)
+			if attempt == 1 || attempt%10 == 0 {
+				o.log.Error("gateway answered a redirect; batch kept, retrying", "worker", id, "status", code, "reason", msg, "attempt", attempt)
+			}
 		case code == http.StatusUnauthorized:
 			o.failing.Store(true)
 			wait = o.cfg.AuthRetry
@@ -498,6 +507,10 @@ func (o *Output) post(ctx context.Context, url string, body []byte) (int, string
 		return 0, "", err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return resp.StatusCode, "redirect to " + strconv.Quote(resp.Header.Get("Location")) + " not followed (check -gateway)", nil
+	}
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
 	return resp.StatusCode, strings.TrimSpace(string(msg)), nil

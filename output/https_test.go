@@ -290,3 +290,49 @@ func TestSpoolKeepsBatchesAcrossRestart(t *testing.T) {
 		seen[l] = true
 	}
 }
+
+// TestRedirectsAreNotFollowed: a 307 to another host must not receive the
+// API key or the batch, and a 301 must not turn POSTs into GETs that drop
+// every batch; a redirect is an error naming Location, retried like a 5xx.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var stolen atomic.Int64
+	thief := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		io.WriteString(w, "Batch Received\n")
+	}))
+	t.Cleanup(thief.Close)
+	for _, code := range []int{301, 302, 307, 308} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			var redirects atomic.Int64
+			g := &gateway{}
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/ingest" && redirects.Add(1) <= 3 {
+					http.Redirect(w, r, thief.URL+"/ingest", code)
+					return
+				}
+				g.handler(w, r)
+			}))
+			t.Cleanup(srv.Close)
+			o, err := New(Config{Gateway: srv.URL, APIKey: "k", Logger: quiet, InsecureSkipVerify: true,
+				RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, FlushInterval: 5 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { o.Run(ctx); close(done) }()
+			sendLines(t, o, "redir", 300)
+			waitCount(t, g, 300)
+			cancel()
+			o.CloseInput()
+			<-done
+			if stolen.Load() != 0 {
+				t.Fatalf("the redirect target got %d requests", stolen.Load())
+			}
+			s := o.Stats()
+			if g.count() != 300 || s.Dropped[DropRejected] != 0 || s.Retries < 3 {
+				t.Fatalf("lines %d, stats %+v: want all 300 after 3 retries, none dropped", g.count(), s)
+			}
+		})
+	}
+}

@@ -98,7 +98,8 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 				// The state changes under p.mu before the view is replaced:
 				// taking the lock waits for the new view.
 				p.mu.Lock()
-				p.mu.Unlock() //nolint:staticcheck // lock used as a barrier
+				//lint:ignore SA2001 the lock is a barrier: the new view is published under it
+				p.mu.Unlock()
 			}
 			nv := p.view.Load()
 			if nv.live != nil && nv != v && !nv.routesTo(d) {

@@ -23,7 +23,6 @@ type fakeGateway struct {
 	mu    sync.Mutex
 	lines []string
 	posts int
-	keys  map[string]bool
 }
 
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -43,9 +42,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(zr)
 	g.mu.Lock()
 	g.posts++
-	for _, l := range strings.Split(strings.TrimSuffix(string(body), "\n"), "\n") {
-		g.lines = append(g.lines, l)
-	}
+	g.lines = append(g.lines, strings.Split(strings.TrimSuffix(string(body), "\n"), "\n")...)
 	g.mu.Unlock()
 	io.WriteString(w, "Batch Received\n")
 }

@@ -35,6 +35,7 @@ type statsdFlags struct {
 	tcp           bool
 	nodes         string
 	mgmtAddr      string
+	mgmtWrite     bool
 	checkInterval time.Duration
 	maxDatagram   int
 	flush         time.Duration
@@ -46,7 +47,8 @@ func (s *statsdFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.listen, "statsd-listen", "0.0.0.0:8125", "statsd mode: UDP address for statsd lines")
 	fs.BoolVar(&s.tcp, "statsd-tcp", false, "statsd mode: also accept newline-separated statsd lines over TCP on the same address")
 	fs.StringVar(&s.nodes, "statsd-nodes", "", "statsd mode: comma-separated statsd backends host:port[:adminport] (health-checked on adminport when given)")
-	fs.StringVar(&s.mgmtAddr, "statsd-mgmt-addr", "0.0.0.0:8126", "statsd mode: management interface (ping, stats, memstats, health, status, route, getdest, ...)")
+	fs.StringVar(&s.mgmtAddr, "statsd-mgmt-addr", "localhost:8126", "statsd mode: management interface (ping, stats, memstats, health, status, route, getdest, ...); it has no authentication, so it listens on loopback unless told otherwise")
+	fs.BoolVar(&s.mgmtWrite, "statsd-mgmt-write", false, "statsd mode: allow putdest, deldest and 'health up|down' on the management interface (anyone who can connect could redirect the stream)")
 	fs.DurationVar(&s.checkInterval, "statsd-check-interval", 10*time.Second, "statsd mode: how often each backend's admin port is asked 'health'")
 	fs.IntVar(&s.maxDatagram, "statsd-max-datagram", 1432, "statsd mode: largest datagram sent to a backend in bytes (1432 fits a 1500-byte MTU); lines are never split")
 	fs.DurationVar(&s.flush, "statsd-flush", 5*time.Millisecond, "statsd mode: how often a busy listener collects what arrived and sends it on (about the longest a line waits)")
@@ -229,7 +231,7 @@ func (s *statsdFlags) loadProxyConfig(path string, given map[string]bool) error 
 	set("statsd-listen", func() { s.listen = net.JoinHostPort(host, strconv.Itoa(port)) })
 	mgmtHost, mgmtPort := pc.MgmtAddress, int(pc.MgmtPort)
 	if mgmtHost == "" {
-		mgmtHost = "0.0.0.0"
+		mgmtHost = "localhost" // proxy.js binds 0.0.0.0; an open management port lets anyone redirect the stream
 	}
 	if mgmtPort == 0 {
 		mgmtPort = 8126
@@ -387,8 +389,13 @@ func runStatsd(ctx context.Context, c *config, stdout io.Writer, log *slog.Logge
 	c.Mode, c.Dests, c.Level, c.RingByAddr = pool.HashRoute, c.statsdDests, batch.LevelStatsd, true
 	c.Dial = pool.DatagramDial(s.maxDatagram, &dg)
 	c.APIAddr = s.mgmtAddr
+	c.APIReadOnly = c.APIReadOnly || !s.mgmtWrite
+	c.ReadOnlyHint = "start with -statsd-mgmt-write to allow them"
 	c.ExtraCommands = map[string]api.Handler{
 		"health": func(arg string) string {
+			if arg != "" && c.APIReadOnly {
+				return "Error: health changes are disabled on this port (" + c.ReadOnlyHint + ")"
+			}
 			switch strings.ToLower(arg) {
 			case "up":
 				h.downFor.Store(false)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,36 @@ func TestStatsdModeWithRealStatsd(t *testing.T) {
 	}
 	if got := d.Ask(t, "api", "health"); got != "health: up\n" {
 		t.Fatalf("health: %q", got)
+	}
+	// The management port has no authentication: destination and health
+	// changes are refused unless -statsd-mgmt-write.
+	for _, cmd := range []string{"putdest 127.0.0.1:9999", "deldest " + nodeName(nodes[0]), "health down"} {
+		if got := d.Ask(t, "api", cmd); !strings.Contains(got, "-statsd-mgmt-write") {
+			t.Fatalf("%s on a read-only management port: %q", cmd, got)
+		}
+	}
+	if got := d.Ask(t, "api", "health"); got != "health: up\n" {
+		t.Fatalf("health after a refused change: %q", got)
+	}
+}
+
+// The management port listens on loopback by default, like -api-addr
+// (proxy.js binds 0.0.0.0; an explicit mgmt_address still wins).
+func TestStatsdManagementDefaults(t *testing.T) {
+	c, err := parseConfig([]string{"-mode", "statsd", "-statsd-nodes", "127.0.0.1:8125"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.statsd.mgmtAddr != "localhost:8126" || c.statsd.mgmtWrite {
+		t.Fatalf("defaults: mgmt %q write %v", c.statsd.mgmtAddr, c.statsd.mgmtWrite)
+	}
+	file := filepath.Join(t.TempDir(), "proxyConfig.js")
+	os.WriteFile(file, []byte(`{nodes: [{host: '127.0.0.1', port: 8125}], mgmt_port: 8127}`), 0o600)
+	if c, err = parseConfig([]string{"-statsd-config", file}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if c.statsd.mgmtAddr != "localhost:8127" {
+		t.Fatalf("proxyConfig.js without mgmt_address: %q", c.statsd.mgmtAddr)
 	}
 }
 

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,8 @@ import (
 // control API, runstats, self-metrics, validation and logging.
 type RelayFlags struct {
 	APIAddr, StatAddr        string
+	APIReadOnly              bool
+	ReadOnlyHint             string // what allows changes when APIReadOnly (set by statsd mode)
 	Admin                    AdminFlags
 	EnvPrefix                string // POLYMUR or POLYMUR_GW, for the admin token variable
 	OutgoingCap, IncomingCap int
@@ -67,6 +70,7 @@ type RelayFlags struct {
 func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	f.EnvPrefix = prefix
 	fs.StringVar(&f.APIAddr, "api-addr", "localhost:2030", "API listen address (empty disables)")
+	fs.BoolVar(&f.APIReadOnly, "api-readonly", false, "Refuse putdest and deldest on the TCP API (it has no authentication: any local user who can connect to -api-addr can change destinations)")
 	fs.StringVar(&f.StatAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
 	f.Admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on /")
 	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
@@ -245,7 +249,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		cmds := api.ControlCommands(api.Control{
 			PutDest: p.PutDest, DelDest: p.DelDest, Route: p.Route,
 			GetDest: func() any { return p.Destinations() },
-			Stats:   stats,
+			Stats:   stats, ReadOnly: f.APIReadOnly, ReadOnlyHint: cmp.Or(f.ReadOnlyHint, "-api-readonly is set"),
 		})
 		maps.Copy(cmds, f.ExtraCommands)
 		srv, err := api.New(api.Config{Addr: f.APIAddr, Name: "API", Logger: log, Commands: cmds})
