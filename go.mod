@@ -6,9 +6,9 @@ require (
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/jamiealquiza/envy v1.1.0
 	github.com/jamiealquiza/tachymeter v2.0.0+incompatible
-	github.com/nsqio/go-diskqueue v1.1.0
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/sync v0.22.0
+	golang.org/x/time v0.16.0
 )
 
 require (

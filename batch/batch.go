@@ -31,7 +31,11 @@ type Line struct {
 type Batch struct {
 	Buf   []byte
 	Lines []Line
-	refs  atomic.Int32
+	// Done, when set, is called once when the last reference is released:
+	// a batch replayed from a disk spool acknowledges its record then
+	// (delivered, spooled again or counted as dropped, it is accounted for).
+	Done func()
+	refs atomic.Int32
 }
 
 var pool = sync.Pool{New: func() any { return &Batch{Buf: make([]byte, 0, 8192), Lines: make([]Line, 0, 128)} }}
@@ -95,6 +99,10 @@ func (b *Batch) Retain(n int) { b.refs.Add(int32(n)) }
 func (b *Batch) Release() {
 	switch n := b.refs.Add(-1); {
 	case n == 0:
+		if done := b.Done; done != nil {
+			b.Done = nil
+			done()
+		}
 		if cap(b.Buf) > 1<<20 { // keep the pool from pinning rare huge buffers
 			return
 		}
@@ -111,6 +119,7 @@ func (b *Batch) Release() {
 // before it. It is used to requeue what a failed write did not deliver.
 func (b *Batch) LinesFrom(off int) (rest *Batch, skipped int) {
 	rest = Get()
+	rest.Done, b.Done = b.Done, nil // the rest carries the acknowledgement
 	for i, l := range b.Lines {
 		if int(l.Off) < off {
 			skipped++

@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/spool"
 )
@@ -60,6 +62,9 @@ type Config struct {
 	// also after a restart.
 	SpoolDir      string
 	SpoolMaxBytes int64 // default 1 GiB
+	// SpoolFsync is how often the spool is fsynced; 0 after every write,
+	// <0 never.
+	SpoolFsync time.Duration
 
 	// ObservePost, when set, is told how long each successful POST took.
 	ObservePost func(time.Duration)
@@ -68,10 +73,11 @@ type Config struct {
 
 // Drop reasons.
 const (
-	DropQueueFull = "queue_full_gateway_failing"
-	DropRejected  = "rejected_by_gateway"
-	DropShutdown  = "shutdown"
-	DropSpoolFull = "spool_full"
+	DropQueueFull  = "queue_full_gateway_failing"
+	DropRejected   = "rejected_by_gateway"
+	DropShutdown   = "shutdown"
+	DropSpoolFull  = "spool_full"
+	DropSpoolError = "spool_write_error"
 )
 
 // Output sends batches to the gateway. Send is safe for concurrent use.
@@ -88,6 +94,9 @@ type Output struct {
 	closeOnce sync.Once
 
 	sp       *spool.Spool
+	lock     *spool.Lock
+	spoolLog rate.Sometimes
+	spoolErr atomic.Uint64
 	spooled  atomic.Uint64
 	replayed atomic.Uint64
 	failing  atomic.Bool // the last POST attempt failed
@@ -154,16 +163,18 @@ func New(cfg Config) (*Output, error) {
 	}
 	base := strings.TrimRight(cfg.Gateway, "/")
 	var sp *spool.Spool
+	var lock *spool.Lock
 	if cfg.SpoolDir != "" {
-		if sp, err = spool.Open(cfg.SpoolDir, "gateway", cfg.SpoolMaxBytes, cfg.Logger); err != nil {
-			return nil, err
+		if lock, err = spool.LockDir(cfg.SpoolDir); err != nil {
+			return nil, fmt.Errorf("-spool-dir: %w", err)
 		}
-		if n := sp.Depth(); n > 0 {
-			cfg.Logger.Info("spool from an earlier run will be sent", "batches", n, "bytes", sp.Bytes())
+		if sp, err = spool.Open(cfg.SpoolDir, "gateway", spool.Options{MaxBytes: cfg.SpoolMaxBytes, Fsync: cfg.SpoolFsync, Logger: cfg.Logger}); err != nil {
+			lock.Unlock()
+			return nil, fmt.Errorf("-spool-dir: %w", err)
 		}
 	}
 	return &Output{
-		sp:  sp,
+		sp: sp, lock: lock, spoolLog: rate.Sometimes{Interval: 5 * time.Second},
 		cfg: cfg, log: cfg.Logger,
 		// Redirects are never followed: a 307 would hand the API key and
 		// the batch to another host, a 301 would turn the POST into a GET.
@@ -218,7 +229,9 @@ func (o *Output) keep(b *batch.Batch, reason string) {
 		if errors.Is(err, spool.ErrFull) {
 			reason = DropSpoolFull
 		} else {
-			o.log.Error("spool write failed", "err", err)
+			reason = DropSpoolError
+			n := o.spoolErr.Add(1)
+			o.spoolLog.Do(func() { o.log.Error("spool write failed", "err", err, "failures_so_far", n) })
 		}
 	}
 	o.drop(reason, b.Len())
@@ -317,6 +330,7 @@ func (o *Output) Run(ctx context.Context) error {
 		if err := o.sp.Close(); err != nil {
 			o.log.Error("closing spool", "err", err)
 		}
+		o.lock.Unlock()
 	}
 	return nil
 }
@@ -346,6 +360,12 @@ func (o *Output) gather(ctx context.Context) {
 	}
 	add := func(b *batch.Batch) {
 		wasEmpty := cur.Len() == 0
+		if done := b.Done; done != nil {
+			// A replayed record is acknowledged when the POST batch holding
+			// its lines is (or one after it, never before).
+			b.Done = nil
+			defer func() { chainDone(cur, done) }()
+		}
 		for i := range b.Lines {
 			cur.AppendLine(b, i)
 			if cur.Len() >= o.cfg.BatchSize {
@@ -361,16 +381,15 @@ func (o *Output) gather(ctx context.Context) {
 	for {
 		// Spooled batches go out oldest first, beside new ones; while the
 		// gateway is away they wait in the workers' retries.
-		var replay <-chan []byte
+		var replay <-chan spool.Record
 		if o.sp != nil {
 			replay = o.sp.Chan()
 		}
 		select {
 		case b := <-o.in:
 			add(b)
-		case buf := <-replay:
-			b := spool.ToBatch(buf)
-			o.sp.Taken(buf, b.Len())
+		case rec := <-replay:
+			b := o.sp.Batch(rec)
 			o.replayed.Add(uint64(b.Len()))
 			add(b)
 		case <-timer.C:
@@ -577,4 +596,13 @@ func (o *Output) Stats() Stats {
 		st.SpoolBytes = o.sp.Bytes()
 	}
 	return st
+}
+
+// chainDone adds done to what b calls when it is released.
+func chainDone(b *batch.Batch, done func()) {
+	if prev := b.Done; prev != nil {
+		b.Done = func() { prev(); done() }
+		return
+	}
+	b.Done = done
 }

@@ -36,9 +36,10 @@ type dest struct {
 	reconnects atomic.Uint64
 	lastErr    atomic.Pointer[string]
 
-	sp       *spool.Spool // nil without -spool-dir
-	spooled  atomic.Uint64
-	replayed atomic.Uint64
+	sp          *spool.Spool // nil without -spool-dir
+	spooled     atomic.Uint64
+	replayed    atomic.Uint64
+	spoolErrors atomic.Uint64
 
 	removeOnce sync.Once
 	removed    chan struct{}
@@ -264,8 +265,8 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
 				idle = true
 				spoolCh, wait := w.replayChan()
 				select {
-				case buf := <-spoolCh:
-					w.replay(buf)
+				case rec := <-spoolCh:
+					w.replay(&rec)
 					continue
 				case <-wait:
 					continue
@@ -452,7 +453,7 @@ func (w *writer) dropPending() {
 
 // replayChan returns the spool's channel when the replay budget allows a
 // read, else a timer channel for when it will (both nil without a spool).
-func (w *writer) replayChan() (<-chan []byte, <-chan time.Time) {
+func (w *writer) replayChan() (<-chan spool.Record, <-chan time.Time) {
 	if w.d.sp == nil || w.p.draining.Load() {
 		return nil, nil
 	}
@@ -477,25 +478,24 @@ func (w *writer) refill() {
 // replay appends buf (when not nil) and then whatever the spool has ready
 // within the replay budget to the pending batches: spooled points flow at a
 // bounded rate beside new ones.
-func (w *writer) replay(buf []byte) {
+func (w *writer) replay(rec *spool.Record) {
 	if w.d.sp == nil || w.p.draining.Load() {
 		return
 	}
-	take := func(buf []byte) {
-		b := spool.ToBatch(buf)
-		w.d.sp.Taken(buf, b.Len())
+	take := func(rec spool.Record) {
+		b := w.d.sp.Batch(rec) // acknowledged when released: delivered, spooled again or dropped
 		w.tokens -= float64(b.Len())
 		w.d.replayed.Add(uint64(b.Len()))
 		w.pending = append(w.pending, b)
 	}
-	if buf != nil {
-		take(buf)
+	if rec != nil {
+		take(*rec)
 	}
 	w.refill()
 	for w.tokens > 0 {
 		select {
-		case buf := <-w.d.sp.Chan():
-			take(buf)
+		case rec := <-w.d.sp.Chan():
+			take(rec)
 		default:
 			return
 		}

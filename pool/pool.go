@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/spool"
 )
@@ -80,6 +82,10 @@ type Config struct {
 	SpoolDir        string
 	SpoolMaxBytes   int64 // per destination; default 1 GiB
 	SpoolReplayRate int   // lines per second replayed per destination; default 50000
+	// SpoolFsync is how often spools are fsynced (what a power loss can
+	// take); 0 fsyncs every write, <0 never. Zero value: fsync every write;
+	// the flags default to 1s.
+	SpoolFsync time.Duration
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
@@ -150,6 +156,7 @@ const (
 	DropRemoved       = "dest_removed"         // deldest while points were still queued
 	DropShutdown      = "shutdown"             // not delivered within the drain timeout
 	DropSpoolFull     = "spool_full"           // destination down, queue and spool full
+	DropSpoolError    = "spool_write_error"    // destination down, queue full, the spool's disk refused the write
 )
 
 // Pool distributes batches to destinations. Its methods are safe for
@@ -171,9 +178,11 @@ type Pool struct {
 	runCtx  context.Context // hard-stop context of Run, for writers added later
 	writers sync.WaitGroup
 
-	stop     chan struct{} // closed when everything is delivered after shutdown
-	inflight atomic.Int64  // points in the retry queue or being re-placed
-	draining atomic.Bool   // the input is closed: settle queues
+	stop     chan struct{}  // closed when everything is delivered after shutdown
+	inflight atomic.Int64   // points in the retry queue or being re-placed
+	draining atomic.Bool    // the input is closed: settle queues
+	lock     *spool.Lock    // the spool directory's, held from New to the end of Run
+	spoolLog rate.Sometimes // spool write failures, logged at most every 5 s
 
 	received atomic.Uint64
 	retried  atomic.Uint64
@@ -201,9 +210,17 @@ func New(cfg Config) (*Pool, error) {
 		inClosed: make(chan struct{}),
 		retry:    make(chan *batch.Batch, cfg.RetryCap),
 		stop:     make(chan struct{}),
+		spoolLog: rate.Sometimes{Interval: 5 * time.Second},
 	}
 	if cfg.Console != nil {
 		p.console = newQueue(cfg.QueueCap)
+	}
+	if cfg.SpoolDir != "" {
+		lock, err := spool.LockDir(cfg.SpoolDir)
+		if err != nil {
+			return nil, fmt.Errorf("-spool-dir: %w", err)
+		}
+		p.lock = lock
 	}
 	if cfg.RingByAddr {
 		for i := range cfg.Destinations {
@@ -229,12 +246,9 @@ func (p *Pool) newDest(d Destination) (*dest, error) {
 	nd := &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{}),
 		holdKick: make(chan struct{}, 1)}
 	if p.cfg.SpoolDir != "" {
-		sp, err := spool.Open(p.cfg.SpoolDir, d.Name, p.cfg.SpoolMaxBytes, p.log)
+		sp, err := spool.Open(p.cfg.SpoolDir, d.Name, spool.Options{MaxBytes: p.cfg.SpoolMaxBytes, Fsync: p.cfg.SpoolFsync, Logger: p.log})
 		if err != nil {
-			return nil, err
-		}
-		if n := sp.Depth(); n > 0 {
-			p.log.Info("spool from an earlier run will be replayed", "dest", d.Name, "batches", n, "bytes", sp.Bytes())
+			return nil, fmt.Errorf("-spool-dir: %w", err)
 		}
 		nd.sp = sp
 	}
@@ -244,15 +258,24 @@ func (p *Pool) newDest(d Destination) (*dest, error) {
 // spoolBatch writes b to d's spool and releases it; false (b kept) when the
 // spool is full or failing.
 func (p *Pool) spoolBatch(d *dest, b *batch.Batch) bool {
+	return p.trySpool(d, b) == ""
+}
+
+// trySpool writes b to d's spool and releases it; when it cannot, b is kept
+// and the drop reason that applies is returned (spool_full or
+// spool_write_error). Write failures are logged at most every 5 s.
+func (p *Pool) trySpool(d *dest, b *batch.Batch) string {
 	if err := d.sp.Put(b); err != nil {
-		if !errors.Is(err, spool.ErrFull) {
-			p.log.Error("spool write failed", "dest", d.Name, "err", err)
+		if errors.Is(err, spool.ErrFull) {
+			return DropSpoolFull
 		}
-		return false
+		n := d.spoolErrors.Add(1)
+		p.spoolLog.Do(func() { p.log.Error("spool write failed", "dest", d.Name, "err", err, "failures_so_far", n) })
+		return DropSpoolError
 	}
 	d.spooled.Add(uint64(b.Len()))
 	b.Release()
-	return true
+	return ""
 }
 
 // setView publishes a new snapshot for dests. Callers hold p.mu (or own p).
@@ -357,6 +380,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	p.countLeftovers()
 	cancelHard()
 	wg.Wait()
+	p.lock.Unlock()
 	return nil
 }
 

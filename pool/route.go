@@ -82,11 +82,12 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 		st := d.state.Load()
 		removed := d.isRemoved()
 		if d.sp != nil && !removed {
-			if p.spoolBatch(d, b) {
+			why := p.trySpool(d, b)
+			if why == "" {
 				return // policy: spool (the queue is full)
 			}
 			if st != stateUp {
-				p.drops.add(DropSpoolFull, uint64(b.Len()))
+				p.drops.add(why, uint64(b.Len()))
 				d.dropped.Add(uint64(b.Len()))
 				b.Release()
 				return

@@ -36,22 +36,26 @@ func (c *dropCounters) snapshot() map[string]uint64 {
 
 // DestStats is one destination's counters.
 type DestStats struct {
-	Name       string    `json:"name"`
-	State      string    `json:"state"`
-	Sent       uint64    `json:"sent"`
-	Dropped    uint64    `json:"dropped"`
-	Reconnects uint64    `json:"reconnects"`
-	QueueDepth int       `json:"queue_depth"`
-	QueueCap   int       `json:"queue_cap"`
-	InFlight   int64     `json:"in_flight"`
-	Spooled    uint64    `json:"spooled,omitempty"`
-	Replayed   uint64    `json:"replayed,omitempty"`
-	SpoolBytes int64     `json:"spool_bytes,omitempty"`
-	SpoolLines int64     `json:"spool_lines,omitempty"`
-	LastError  string    `json:"last_error,omitempty"`
-	Held       bool      `json:"held,omitempty"`  // out of service by a failed health check
-	Holds      uint64    `json:"holds,omitempty"` // times taken out of service
-	Registered time.Time `json:"registered"`
+	Name       string `json:"name"`
+	State      string `json:"state"`
+	Sent       uint64 `json:"sent"`
+	Dropped    uint64 `json:"dropped"`
+	Reconnects uint64 `json:"reconnects"`
+	QueueDepth int    `json:"queue_depth"`
+	QueueCap   int    `json:"queue_cap"`
+	InFlight   int64  `json:"in_flight"`
+	Spooled    uint64 `json:"spooled,omitempty"`
+	Replayed   uint64 `json:"replayed,omitempty"`
+	SpoolBytes int64  `json:"spool_bytes,omitempty"`
+	SpoolLines int64  `json:"spool_lines,omitempty"`
+	// SpoolErrors counts failed spool writes; SpoolCorruptBytes the
+	// damaged bytes found in the spool and skipped.
+	SpoolErrors       uint64    `json:"spool_write_errors,omitempty"`
+	SpoolCorruptBytes int64     `json:"spool_corrupt_bytes,omitempty"`
+	LastError         string    `json:"last_error,omitempty"`
+	Held              bool      `json:"held,omitempty"`  // out of service by a failed health check
+	Holds             uint64    `json:"holds,omitempty"` // times taken out of service
+	Registered        time.Time `json:"registered"`
 }
 
 // RemovedDest is a destination unregistered at runtime (deldest).
@@ -109,6 +113,7 @@ func (p *Pool) Stats() Stats {
 		}
 		if d.sp != nil {
 			ds.Spooled, ds.Replayed, ds.SpoolBytes, ds.SpoolLines = d.spooled.Load(), d.replayed.Load(), d.sp.Bytes(), d.sp.Lines()
+			ds.SpoolErrors, ds.SpoolCorruptBytes = d.spoolErrors.Load(), d.sp.Corrupt()
 		}
 		if e := d.lastErr.Load(); e != nil && ds.State != "up" {
 			ds.LastError = *e

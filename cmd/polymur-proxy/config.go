@@ -25,6 +25,7 @@ type config struct {
 	maxLine                      int
 	spoolDir                     string
 	spoolMaxBytes                int64
+	spoolFsync                   time.Duration
 	validation                   string
 	level                        batch.Level
 	logLevel, logFormat          string
@@ -67,6 +68,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.metricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
 	fs.StringVar(&c.spoolDir, "spool-dir", "", "Directory for a disk spool of batches the gateway has not accepted (empty: no spool)")
 	fs.Int64Var(&c.spoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool in bytes")
+	fs.DurationVar(&c.spoolFsync, "spool-fsync-interval", time.Second, daemon.SpoolFsyncHelp)
 	fs.IntVar(&c.maxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
 	fs.StringVar(&c.validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
 	fs.BoolVar(&c.verbose, "verbose", false, "Log every batch sent (same as -log-level debug)")

@@ -50,6 +50,7 @@ type RelayFlags struct {
 	SpoolDir                 string
 	SpoolMaxBytes            int64
 	SpoolReplayRate          int
+	SpoolFsync               time.Duration
 	StateFile                string
 
 	// Set by the daemon, not by flags: statsd mode's UDP output and ring,
@@ -88,6 +89,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.SpoolDir, "spool-dir", "", "Directory for per-destination disk spools (empty: no spool). Points that do not fit a destination's queue are kept there and replayed")
 	fs.Int64Var(&f.SpoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool per destination in bytes; beyond it points for a down destination are dropped and counted")
 	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")
+	fs.DurationVar(&f.SpoolFsync, "spool-fsync-interval", time.Second, SpoolFsyncHelp)
 	fs.StringVar(&f.StateFile, "state-file", "", "File that keeps runtime destination changes (putdest/deldest) across restarts; when it exists it replaces -destinations")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	fs.StringVar(&f.LogFormat, "log-format", "text", "Log format: text or json")
@@ -140,6 +142,9 @@ func (f *RelayFlags) Check() error {
 	)
 }
 
+// SpoolFsyncHelp describes -spool-fsync-interval on every daemon.
+const SpoolFsyncHelp = "How often the spool is fsynced: what a power loss can take (a crash of the process loses nothing spooled). 0 fsyncs every write; negative never"
+
 // Rule is one range check of a flag value.
 type Rule struct {
 	Msg string
@@ -161,7 +166,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 	return pool.Config{
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
-		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate,
+		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		Dial: f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
