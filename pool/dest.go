@@ -203,6 +203,7 @@ func (w *writer) finished(ctx context.Context) bool {
 // hash-route, otherwise counted as dropped.
 func (w *writer) onRemoved(ctx context.Context, down bool) {
 	w.d.q.close()
+	defer w.drainRemovedSpool(ctx)
 	if w.p.cfg.Mode == HashRoute {
 		w.reroute(ctx)
 		return
@@ -213,6 +214,62 @@ func (w *writer) onRemoved(ctx context.Context, down bool) {
 	if n > 0 {
 		w.p.drops.add(DropRemoved, uint64(n))
 		w.p.log.Warn("removed destination had undelivered points", "dest", w.d.Name, "n", n, "connected", !down)
+	}
+}
+
+// drainRemovedSpool empties a removed destination's spool: in hash-route
+// its lines go to the remaining ring through the retry queue (each record
+// acknowledged once delivered there), otherwise — or with no destination
+// left — they are counted as dropped (dest_removed). The spool's files are
+// deleted once it is empty; at a hard stop first, they are kept.
+func (w *writer) drainRemovedSpool(ctx context.Context) {
+	sp := w.d.sp
+	if sp == nil {
+		return
+	}
+	var rerouted, dropped int
+	defer func() {
+		if rerouted+dropped > 0 {
+			w.p.log.Warn("removed destination's spool emptied", "dest", w.d.Name, "rerouted", rerouted, "dropped", dropped)
+		}
+	}()
+	for !sp.Empty() {
+		select {
+		case rec := <-sp.Chan():
+			b := sp.Batch(rec)
+			n := b.Len()
+			if w.p.cfg.Mode == HashRoute && w.p.view.Load().live != nil {
+				w.p.inflight.Add(int64(n))
+				select {
+				case w.p.retry <- b: // policy: block (bounded by the drain deadline)
+					w.p.retried.Add(uint64(n))
+					rerouted += n
+					continue
+				case <-ctx.Done():
+					w.p.inflight.Add(-int64(n))
+					b.Done = nil // not accounted for: it stays in the spool
+					b.Release()
+					w.p.log.Warn("removed destination's spool kept at shutdown", "dest", w.d.Name, "lines", sp.Lines())
+					sp.Close()
+					return
+				}
+			}
+			w.p.drops.add(DropRemoved, uint64(n))
+			w.d.dropped.Add(uint64(n))
+			dropped += n
+			b.Release()
+		case <-ctx.Done():
+			w.p.log.Warn("removed destination's spool kept at shutdown", "dest", w.d.Name, "lines", sp.Lines())
+			sp.Close()
+			return
+		case <-time.After(5 * time.Millisecond):
+			// Acknowledgements of re-routed records arrive as they are
+			// delivered; Empty waits for them too.
+		}
+	}
+	if err := sp.Remove(); err != nil {
+		w.p.log.Warn("removed destination's spool not deleted", "dest", w.d.Name, "err", err)
+		sp.Close()
 	}
 }
 

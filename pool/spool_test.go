@@ -1,11 +1,15 @@
 package pool
 
 import (
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/polymur/polymur/internal/testutil"
+	"github.com/polymur/polymur/spool"
 )
 
 func TestSpoolKeepsAnOutageAndReplaysIt(t *testing.T) {
@@ -145,4 +149,77 @@ func TestSpoolSlowDestinationDoesNotHoldOthersBack(t *testing.T) {
 	if d := h.p.Stats().Dropped; len(d) != 0 {
 		t.Fatalf("dropped %v", d)
 	}
+}
+
+// deldest of a destination whose spool holds points: in hash-route they go
+// to the remaining ring, in broadcast they are counted as dest_removed; the
+// spool's files are deleted once it is empty. Nothing is stranded.
+func TestDelDestDrainsItsSpool(t *testing.T) {
+	for _, mode := range []Mode{HashRoute, Broadcast} {
+		t.Run(mode.String(), func(t *testing.T) {
+			up, down := testutil.NewSink(t), testutil.NewSink(t)
+			ds := dests(t, up, down)
+			down.Stop()
+			dir := t.TempDir()
+			h := startPool(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, SpoolDir: dir, SpoolReplayRate: 1 << 20})
+			ls := lines("del", 5000)
+			send(t, h.p, ls)
+			settle(t, h.p)
+			spooled := h.p.Stats().Destinations[1].Spooled
+			if spooled == 0 {
+				t.Fatal("nothing spooled for the down destination")
+			}
+			if err := h.p.DelDest(ds[1].Name); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, spool.FileName(ds[1].Name))); err == nil {
+				testutil.WaitFor(t, "the removed destination's spool deleted", wait, func() bool {
+					_, err := os.Stat(filepath.Join(dir, spool.FileName(ds[1].Name)))
+					return os.IsNotExist(err)
+				})
+			}
+			if mode == HashRoute {
+				if !up.WaitCount(5000, wait) {
+					t.Fatalf("remaining destination got %d of 5000", up.Count())
+				}
+				h.shutdown()
+				if up.Count() != 5000 || up.Sum() != testutil.Checksum(ls...) {
+					t.Fatalf("got %d lines, want each of the 5000 once", up.Count())
+				}
+				return
+			}
+			testutil.WaitFor(t, "removed points counted", wait, func() bool {
+				st := h.p.Stats()
+				return up.Count() == 5000 && st.Dropped[DropRemoved] == 5000
+			})
+			h.shutdown()
+		})
+	}
+}
+
+// A spool whose disk refuses writes: the drops say spool_write_error (not
+// spool_full), and the failures are logged a few times, not per batch.
+func TestSpoolWriteErrorsAreNamed(t *testing.T) {
+	s := testutil.NewSink(t)
+	ds := dests(t, s)
+	s.Stop()
+	dir := t.TempDir()
+	var logs testutil.SyncBuffer
+	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 100, DeadAfter: 1, SpoolDir: dir,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	testutil.WaitFor(t, "declared down", wait, func() bool { return h.p.Stats().Destinations[0].State != "up" })
+	// The destination's spool directory loses its write segment: every
+	// write fails from now on, as on a broken disk.
+	sp := h.p.view.Load().dests[0].sp
+	sp.BreakForTest()
+	send(t, h.p, lines("werr", 3000))
+	settle(t, h.p)
+	st := h.p.Stats()
+	if st.Dropped[DropSpoolError] == 0 || st.Dropped[DropSpoolFull] != 0 {
+		t.Fatalf("drops %v: want spool_write_error only", st.Dropped)
+	}
+	if n := strings.Count(logs.String(), "spool write failed"); n < 1 || n > 2 {
+		t.Fatalf("%d 'spool write failed' log lines for %d failures", n, st.Destinations[0].SpoolErrors)
+	}
+	h.shutdown()
 }
