@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/polymur/polymur/batch"
 )
@@ -39,16 +40,33 @@ type IngestConfig struct {
 	QueueWait time.Duration
 	// MaxInFlight bounds requests being decoded at once; more get 503.
 	MaxInFlight int // default 64
-	Logger      *slog.Logger
+	// MaxBuffered bounds, in bytes, the decoded lines the gateway holds:
+	// requests being decoded plus batches waiting in the pipeline (until
+	// delivered, in broadcast; until placed on the destination queues, in
+	// hash-route). A request that cannot get room within QueueWait is
+	// answered 503 before more of it is read; one larger than the whole
+	// bound gets 413 (the proxy splits it). Default 128 MiB.
+	MaxBuffered int64
+	// ChunkLines is the most lines in one pipeline batch: a request is cut
+	// into batches of this size, so no destination queue is exceeded by
+	// more than one of them. Default 5000.
+	ChunkLines int
+	Logger     *slog.Logger
 }
+
+// chunkBytes is the largest pipeline batch in bytes (with ChunkLines).
+const chunkBytes = 1 << 20
 
 // Ingest serves POST /ingest and /ping. A request's lines are accepted
 // whole (200 once all are in the pipeline queue) or refused whole (4xx/5xx,
 // nothing forwarded). Safe for concurrent use.
 type Ingest struct {
-	cfg IngestConfig
-	log *slog.Logger
-	sem chan struct{}
+	cfg    IngestConfig
+	log    *slog.Logger
+	sem    chan struct{}
+	budget *semaphore.Weighted
+	held   atomic.Int64  // bytes of the budget in use
+	multi  chan struct{} // 1-slot: the one request decoding past its first chunk
 
 	Counters                // lines of accepted requests
 	bytesIn, bytesOut       atomic.Uint64
@@ -57,6 +75,7 @@ type Ingest struct {
 	byKey                   map[string]uint64
 	byKeyStatus             map[keyStatus]uint64
 	lastAuthLog, lastBadLog atomic.Int64
+	busy                    atomic.Uint64 // requests refused for want of buffer room
 }
 
 // NewIngest validates cfg.
@@ -79,13 +98,22 @@ func NewIngest(cfg IngestConfig) (*Ingest, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 64
 	}
-	if cfg.MaxBody < 1 || cfg.MaxDecoded < 1 || cfg.MaxLine < 1 || cfg.MaxInFlight < 1 {
+	if cfg.MaxBuffered == 0 {
+		cfg.MaxBuffered = 128 << 20
+	}
+	if cfg.ChunkLines == 0 {
+		cfg.ChunkLines = 5000
+	}
+	if cfg.MaxBody < 1 || cfg.MaxDecoded < 1 || cfg.MaxLine < 1 || cfg.MaxInFlight < 1 || cfg.ChunkLines < 1 {
 		return nil, errors.New("listener: ingest limits must be positive")
+	}
+	if cfg.MaxBuffered < 2*chunkBytes {
+		return nil, fmt.Errorf("listener: the buffered-bytes bound must be at least %d", 2*chunkBytes)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Ingest{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInFlight),
+	return &Ingest{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInFlight), budget: semaphore.NewWeighted(cfg.MaxBuffered), multi: make(chan struct{}, 1),
 		status: map[int]uint64{}, byKey: map[string]uint64{}, byKeyStatus: map[keyStatus]uint64{}}, nil
 }
 
@@ -120,6 +148,12 @@ type IngestStats struct {
 	LinesRejected map[string]uint64 `json:"lines_rejected"`
 	BytesIn       uint64            `json:"bytes_compressed"`
 	BytesOut      uint64            `json:"bytes_decompressed"`
+	// Buffered is the decoded bytes held now (requests being decoded and
+	// batches in the pipeline) against BufferedMax; BusyRefusals counts
+	// requests answered 503 for want of room.
+	Buffered     int64  `json:"buffered_bytes"`
+	BufferedMax  int64  `json:"buffered_bytes_max"`
+	BusyRefusals uint64 `json:"busy_refusals"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -142,6 +176,7 @@ func (h *Ingest) Stats() IngestStats {
 	})
 	st.LinesAccepted, st.LinesRejected = h.Accepted.Load(), h.Rejections()
 	st.BytesIn, st.BytesOut = h.bytesIn.Load(), h.bytesOut.Load()
+	st.Buffered, st.BufferedMax, st.BusyRefusals = h.held.Load(), h.cfg.MaxBuffered, h.busy.Load()
 	return st
 }
 
@@ -250,25 +285,34 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		h.replyKey(w, http.StatusServiceUnavailable, name, "too many requests in flight, retry\n")
 		return
 	}
-	b, counts, n, code, msg := h.decode(w, r, name)
+	// The wait for room (budget, then the pipeline) is QueueWait from here.
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueueWait)
+	defer cancel()
+	bs, counts, n, code, msg := h.decode(ctx, w, r, name)
 	if code != http.StatusOK {
-		if every(&h.lastBadLog) {
+		if code != http.StatusServiceUnavailable && every(&h.lastBadLog) {
 			h.log.Warn("batch refused", "client", ClientLabel(r), "key", name, "status", code, "reason", strings.TrimSpace(msg))
 		}
 		h.replyKey(w, code, name, msg)
 		return
 	}
-	if b.Len() > 0 {
-		ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueueWait)
-		err := h.cfg.Send(ctx, b) // policy: block up to QueueWait, then 503
-		cancel()
-		if err != nil {
-			b.Release()
+	for i, b := range bs {
+		sctx := ctx
+		if i > 0 {
+			// Once part of a request is in the pipeline the rest must
+			// follow (a 503 now would make the proxy send the part twice).
+			sctx = r.Context()
+		}
+		if err := h.cfg.Send(sctx, b); err != nil { // policy: block up to QueueWait, then 503
+			for _, rest := range bs[i:] {
+				rest.Release()
+			}
+			if i > 0 {
+				h.log.Error("request cut short by shutdown after part of it was forwarded", "client", ClientLabel(r), "key", name, "batches", i, "of", len(bs))
+			}
 			h.replyKey(w, http.StatusServiceUnavailable, name, "pipeline full, retry\n")
 			return
 		}
-	} else {
-		b.Release() // nothing valid: never forward an empty batch
 	}
 	h.fold(counts)
 	h.bytesIn.Add(uint64(n.in))
@@ -276,7 +320,7 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 	h.statusMu.Lock()
 	h.byKey[name]++
 	h.statusMu.Unlock()
-	h.log.Debug("batch received", "client", ClientLabel(r), "key", name, "n", counts.Accepted)
+	h.log.Debug("batch received", "client", ClientLabel(r), "key", name, "n", counts.Accepted, "batches", len(bs))
 	h.replyKey(w, http.StatusOK, name, "Batch Received\n")
 }
 
@@ -294,17 +338,28 @@ func (c *countReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// decode reads the whole gzip body into one batch. On any failure nothing
-// is kept and the status says why.
-func (h *Ingest) decode(w http.ResponseWriter, r *http.Request, name string) (*batch.Batch, *batch.Counts, sizes, int, string) {
+// decode reads the whole gzip body into batches of at most ChunkLines lines
+// and about chunkBytes bytes, each holding its share of the buffered-bytes
+// budget until it is released downstream. On any failure nothing is kept
+// and the status says why (503 when the budget has no room within ctx).
+func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Request, name string) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
 	body := &countReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)}
-	fail := func(err error) (*batch.Batch, *batch.Counts, sizes, int, string) {
+	var bs []*batch.Batch
+	fail := func(err error) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
+		for _, b := range bs {
+			b.Release()
+		}
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
 			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes\n", h.cfg.MaxBody)
 		case errors.Is(err, errTooBig):
 			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body larger than %d bytes\n", h.cfg.MaxDecoded)
+		case errors.Is(err, errOverBudget):
+			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body larger than the gateway buffers (%d bytes); send smaller batches\n", h.cfg.MaxBuffered)
+		case errors.Is(err, errNoRoom):
+			h.busy.Add(1)
+			return nil, nil, sizes{}, http.StatusServiceUnavailable, "gateway buffers full, retry\n"
 		case errors.Is(err, io.EOF) && body.n == 0:
 			return nil, nil, sizes{}, http.StatusBadRequest, "empty body: want gzip of newline-terminated lines\n"
 		case errors.Is(err, gzip.ErrHeader):
@@ -325,12 +380,61 @@ func (h *Ingest) decode(w http.ResponseWriter, r *http.Request, name string) (*b
 		sp.SetPrefix(name + ".")
 	}
 	decoded := &capReader{r: zr, n: h.cfg.MaxDecoded}
+	var out, total int64
 	b := batch.Get()
-	var out int64
+	multi := false
+	defer func() {
+		if multi {
+			<-h.multi
+		}
+	}()
+	// keep admits a full chunk against the budget (waiting up to ctx). A
+	// request past its first chunk first takes the multi-chunk token: two
+	// large requests each holding part of the budget while waiting for the
+	// rest would block each other until both time out.
+	keep := func() error {
+		n := int64(len(b.Buf))
+		if n == 0 {
+			return nil
+		}
+		if total += n; total > h.cfg.MaxBuffered {
+			return errOverBudget
+		}
+		if len(bs) > 0 && !multi {
+			select {
+			case h.multi <- struct{}{}:
+				multi = true
+			case <-ctx.Done():
+				return errNoRoom
+			}
+		}
+		if err := h.budget.Acquire(ctx, n); err != nil {
+			return errNoRoom
+		}
+		h.held.Add(n)
+		b.Done = func() { h.held.Add(-n); h.budget.Release(n) }
+		bs = append(bs, b)
+		b = batch.Get()
+		return nil
+	}
 	for {
 		n, err := sp.Fill(decoded)
 		out += int64(n)
-		sp.Next(b, math.MaxInt)
+		for {
+			// A few lines at a time, so a chunk ends near chunkBytes even
+			// when lines are long.
+			more := sp.Next(b, min(h.cfg.ChunkLines, b.Len()+64))
+			if b.Len() >= h.cfg.ChunkLines || len(b.Buf) >= chunkBytes {
+				if kerr := keep(); kerr != nil {
+					b.Release()
+					return fail(kerr)
+				}
+				continue
+			}
+			if !more {
+				break
+			}
+		}
 		if errors.Is(err, io.EOF) {
 			sp.Final(b)
 			break
@@ -340,9 +444,22 @@ func (h *Ingest) decode(w http.ResponseWriter, r *http.Request, name string) (*b
 			return fail(err)
 		}
 	}
+	if kerr := keep(); kerr != nil {
+		b.Release()
+		return fail(kerr)
+	}
+	b.Release()
 	counts := sp.Counts
-	return b, &counts, sizes{in: body.n, out: out}, http.StatusOK, ""
+	return bs, &counts, sizes{in: body.n, out: out}, http.StatusOK, ""
 }
+
+var (
+	errOverBudget = errors.New("request larger than the buffered-bytes bound")
+	errNoRoom     = errors.New("no room in the buffered-bytes bound")
+)
+
+// Buffered returns the bytes of the budget in use and the bound.
+func (h *Ingest) Buffered() (int64, int64) { return h.held.Load(), h.cfg.MaxBuffered }
 
 // HTTPServer serves a handler on one bound address, over TLS when a
 // certificate is given, with every timeout set.

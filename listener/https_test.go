@@ -6,11 +6,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -305,4 +307,68 @@ func FuzzIngest(f *testing.F) {
 			b.Release()
 		}
 	})
+}
+
+// The buffered-bytes budget: a request is cut into pipeline batches of at
+// most ChunkLines lines, each holding budget until released downstream;
+// with the budget used up the next request gets 503 before it is kept, a
+// request larger than the whole budget gets 413, and releasing the held
+// batches makes room again.
+func TestIngestBufferBudget(t *testing.T) {
+	var mu sync.Mutex
+	var held []*batch.Batch
+	keep := func(_ context.Context, b *batch.Batch) error {
+		mu.Lock()
+		held = append(held, b)
+		mu.Unlock()
+		return nil
+	}
+	srv, in := startIngest(t, IngestConfig{Send: keep, MaxBuffered: 2 << 20, ChunkLines: 1000, QueueWait: 50 * time.Millisecond})
+	var sb strings.Builder
+	for i := range 45000 { // ~1.6 MB decoded
+		fmt.Fprintf(&sb, "budget.metric.m%d %d 1700000000\n", i, i)
+	}
+	body := gz(t, sb.String())
+	if code, _ := post(t, srv, "/ingest", "good-key", body, nil); code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	mu.Lock()
+	n := len(held)
+	for _, b := range held {
+		if b.Len() > 1000 {
+			t.Fatalf("pipeline batch of %d lines, ChunkLines is 1000", b.Len())
+		}
+	}
+	mu.Unlock()
+	if n != 45 {
+		t.Fatalf("%d pipeline batches, want 45", n)
+	}
+	if code, msg := post(t, srv, "/ingest", "good-key", body, nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("with the budget held: %d %q, want 503", code, msg)
+	}
+	if st := in.Stats(); st.Buffered == 0 || st.BusyRefusals != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	mu.Lock()
+	for _, b := range held {
+		b.Release() // delivered downstream
+	}
+	held = nil
+	mu.Unlock()
+	if used, _ := in.Buffered(); used != 0 {
+		t.Fatalf("%d bytes still held after release", used)
+	}
+	if code, _ := post(t, srv, "/ingest", "good-key", body, nil); code != 200 {
+		t.Fatalf("after release: %d", code)
+	}
+	mu.Lock()
+	for _, b := range held {
+		b.Release()
+	}
+	held = nil
+	mu.Unlock()
+	big := strings.Repeat(sb.String(), 2) // larger than the whole budget
+	if code, msg := post(t, srv, "/ingest", "good-key", gz(t, big), nil); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("over the whole budget: %d %q, want 413", code, msg)
+	}
 }

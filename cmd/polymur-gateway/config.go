@@ -19,7 +19,7 @@ type config struct {
 	devMode, keyPrefix              bool
 	keysPath                        string
 	keyRefresh                      time.Duration
-	maxBody, maxDecoded             int64
+	maxBody, maxDecoded, maxBuffer  int64
 	queueWait                       time.Duration
 }
 
@@ -55,6 +55,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.keyRefresh, "key-refresh", 30*time.Second, "Longest time between API key syncs (changes arrive sooner through Consul blocking queries)")
 	fs.Int64Var(&c.maxBody, "max-body-bytes", 16<<20, "Largest accepted compressed batch (413 above)")
 	fs.Int64Var(&c.maxDecoded, "max-decoded-bytes", 64<<20, "Largest accepted decompressed batch (413 above; stops gzip bombs)")
+	fs.Int64Var(&c.maxBuffer, "max-buffered-bytes", 128<<20, "Bound of the decoded lines held in memory (requests being read plus batches in the pipeline); beyond it requests get 503 and proxies retry. Also sets the Go memory limit (2x this + 128 MiB) unless GOMEMLIMIT is set")
 	fs.DurationVar(&c.queueWait, "queue-wait", 2*time.Second, "How long a batch may wait for room in the pipeline before the gateway answers 503")
 	if err := daemon.ParseFlags(fs, "POLYMUR_GW", args); err != nil {
 		return nil, err
@@ -73,6 +74,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		daemon.Rule{Msg: "-max-body-bytes must be positive", OK: c.maxBody > 0},
 		daemon.Rule{Msg: "-max-decoded-bytes must be positive", OK: c.maxDecoded > 0},
 		daemon.Rule{Msg: "-queue-wait must be positive", OK: c.queueWait > 0},
+		daemon.Rule{Msg: "-max-buffered-bytes must be at least -max-decoded-bytes (a request must fit)", OK: c.maxBuffer >= c.maxDecoded},
 	); err != nil {
 		return nil, err
 	}

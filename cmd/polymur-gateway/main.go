@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/keysync"
@@ -59,10 +60,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 	ingest, err = listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Pool.Send,
 		Level: c.Level, MaxLine: c.MaxLine, KeyPrefix: c.keyPrefix, MaxBody: c.maxBody, MaxDecoded: c.maxDecoded,
-		QueueWait: c.queueWait, Logger: log})
+		QueueWait: c.queueWait, MaxBuffered: c.maxBuffer, Logger: log})
 	if err != nil {
 		relay.Close()
 		return err
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		limit := 2*c.maxBuffer + 128<<20
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit set from -max-buffered-bytes", "limit_bytes", limit)
 	}
 	var producers []func(context.Context) error
 	for _, l := range []struct{ name, addr, cert, key string }{
