@@ -185,7 +185,9 @@ func (u *UDP) Run(ctx context.Context) error {
 	// that queued up (one wake-up for many datagrams: far less CPU than one
 	// per datagram); when none came, block until the next one.
 	for ctx.Err() == nil {
-		if drain() > 0 {
+		// After a blocking read, out may hold a lone datagram: it goes on
+		// now, whatever the rate (a datagram never waits for company).
+		if drain() > 0 || out.Len() > 0 {
 			flush(ctx)
 			t := time.NewTimer(u.cfg.FlushInterval)
 			select {

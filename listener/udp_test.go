@@ -81,3 +81,44 @@ func TestUDPPortInUse(t *testing.T) {
 		t.Fatal("bound a port in use")
 	}
 }
+
+// A lone datagram is handed on without waiting for more traffic (it used to
+// wait for 100 lines or 60 KiB: statsd increments sent seconds or minutes
+// apart never arrived). Each datagram here is sent only after the previous
+// one was handed on, so any rate — one a second, one a minute — is covered:
+// nothing else ever arrives to push it out.
+func TestUDPLoneDatagramIsHandedOn(t *testing.T) {
+	got := make(chan string, 16)
+	send := func(_ context.Context, b *batch.Batch) error {
+		for i := range b.Lines {
+			got <- string(b.Name(i))
+		}
+		b.Release()
+		return nil
+	}
+	u, err := NewUDP(UDPConfig{Addr: "127.0.0.1:0", Level: batch.LevelStatsd, Send: send, Logger: quiet, FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { u.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	c, err := net.Dial("udp", u.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 10 {
+		name := "lone.counter" + string(rune('a'+i))
+		c.Write([]byte(name + ":1|c"))
+		select {
+		case n := <-got:
+			if n != name {
+				t.Fatalf("got %q, want %q", n, name)
+			}
+		case <-time.After(30 * time.Second): // only keeps a regression from hanging
+			t.Fatalf("datagram %d not handed on while no other traffic came", i+1)
+		}
+	}
+}
