@@ -110,6 +110,8 @@ func TestUDPLoneDatagramIsHandedOn(t *testing.T) {
 	}
 	defer c.Close()
 	for i := range 10 {
+		// Pace: let the listener go back to its blocking read first.
+		time.Sleep(60 * time.Millisecond)
 		name := "lone.counter" + string(rune('a'+i))
 		c.Write([]byte(name + ":1|c"))
 		select {
