@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -32,6 +33,8 @@ type dest struct {
 	pending    atomic.Int64 // points popped by the writer and not yet written
 
 	sent       atomic.Uint64
+	sentBytes  atomic.Uint64
+	unacked    atomic.Uint64 // lines (estimated) left in the kernel when a connection was lost
 	dropped    atomic.Uint64
 	reconnects atomic.Uint64
 	lastErr    atomic.Pointer[string]
@@ -295,11 +298,20 @@ func (w *writer) sleep(ctx context.Context, d time.Duration) {
 }
 
 // writeLoop writes queued batches to conn until an error, removal or stop.
-func (w *writer) writeLoop(ctx context.Context, conn net.Conn) error {
+func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 	peerGone := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer conn.Close()
+	defer func() {
+		if err != nil && !errors.Is(err, errStop) && !errors.Is(err, errRemoved) && !errors.Is(err, errHeld) {
+			w.noteUnacked(conn)
+		}
+	}()
+	// Shutdown brings the write deadline in to the drain deadline, so a
+	// write blocked on a stalled peer cannot outlast -drain-timeout.
+	stopDrain := context.AfterFunc(w.p.drainCtx, func() { conn.SetWriteDeadline(w.p.drainDeadline()) })
+	defer stopDrain()
 	// Carbon destinations never send; a read that returns means the peer
 	// closed or reset. Noticing it before writing keeps lines from being
 	// written into a connection the peer has already shut.
@@ -378,7 +390,15 @@ func (w *writer) writeOnce(conn net.Conn) error {
 				w.bufs = append(w.bufs, b.Buf)
 			}
 		}
-		conn.SetWriteDeadline(time.Now().Add(w.p.cfg.WriteTimeout))
+		// One deadline for the whole write: a trickle of progress does not
+		// stretch it (a peer that takes longer than -write-timeout for one
+		// write is stalled and gets a new connection; nothing pending is
+		// lost). Shutdown shortens it to the drain deadline.
+		dl := time.Now().Add(w.p.cfg.WriteTimeout)
+		if dd := w.p.drainDeadline(); !dd.IsZero() && dd.Before(dl) {
+			dl = dd
+		}
+		conn.SetWriteDeadline(dl)
 		bufs := w.bufs
 		start := time.Now()
 		n, err := bufs.WriteTo(conn)
@@ -386,14 +406,29 @@ func (w *writer) writeOnce(conn net.Conn) error {
 			obs(time.Since(start))
 		}
 		w.consume(int(n))
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && n > 0 {
-			continue // slow but alive: keep going on this connection
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
 		}
 		return err
 	}
+}
+
+// noteUnacked counts, when a connection is lost, the lines the kernel still
+// held for it: written, so counted as sent, but never acknowledged by the
+// peer and probably lost with the connection. An estimate from the bytes
+// left (SIOCOUTQ) and the destination's mean line length.
+func (w *writer) noteUnacked(conn net.Conn) {
+	left := unsentBytes(conn)
+	if left == 0 {
+		return
+	}
+	lines, bytes := w.d.sent.Load(), w.d.sentBytes.Load()
+	if lines == 0 || bytes == 0 {
+		return
+	}
+	est := (uint64(left)*lines + bytes - 1) / bytes
+	w.d.unacked.Add(est)
+	w.p.log.Warn("connection lost with data the destination never acknowledged", "dest", w.d.Name, "bytes", left, "lines_estimate", est)
 }
 
 // consume accounts for n bytes written from the pending batches.
@@ -407,6 +442,7 @@ func (w *writer) consume(n int) {
 				lines = countLines(b.Buf[w.off:])
 			}
 			w.d.sent.Add(uint64(lines))
+			w.d.sentBytes.Add(uint64(rest))
 			w.d.pending.Add(-int64(lines))
 			n -= rest
 			w.off = 0
@@ -418,6 +454,7 @@ func (w *writer) consume(n int) {
 		done := batch.LineBoundary(b.Buf[w.off:], n)
 		lines := countLines(b.Buf[w.off : w.off+done])
 		w.d.sent.Add(uint64(lines))
+		w.d.sentBytes.Add(uint64(done))
 		w.d.pending.Add(-int64(lines))
 		w.off += done
 		return

@@ -178,11 +178,16 @@ type Pool struct {
 	runCtx  context.Context // hard-stop context of Run, for writers added later
 	writers sync.WaitGroup
 
-	stop     chan struct{}  // closed when everything is delivered after shutdown
-	inflight atomic.Int64   // points in the retry queue or being re-placed
-	draining atomic.Bool    // the input is closed: settle queues
-	lock     *spool.Lock    // the spool directory's, held from New to the end of Run
-	spoolLog rate.Sometimes // spool write failures, logged at most every 5 s
+	stop     chan struct{} // closed when everything is delivered after shutdown
+	inflight atomic.Int64  // points in the retry queue or being re-placed
+	draining atomic.Bool   // the input is closed: settle queues
+	lock     *spool.Lock   // the spool directory's, held from New to the end of Run
+	// drainCtx is cancelled when shutdown starts; drainAt is then the hard
+	// stop (unix nanoseconds), which every destination write must meet.
+	drainCtx   context.Context
+	startDrain context.CancelFunc
+	drainAt    atomic.Int64
+	spoolLog   rate.Sometimes // spool write failures, logged at most every 5 s
 
 	received atomic.Uint64
 	retried  atomic.Uint64
@@ -212,6 +217,7 @@ func New(cfg Config) (*Pool, error) {
 		stop:     make(chan struct{}),
 		spoolLog: rate.Sometimes{Interval: 5 * time.Second},
 	}
+	p.drainCtx, p.startDrain = context.WithCancel(context.Background())
 	if cfg.Console != nil {
 		p.console = newQueue(cfg.QueueCap)
 	}
@@ -353,8 +359,11 @@ func (p *Pool) Run(ctx context.Context) error {
 	p.mu.Unlock()
 
 	var wg sync.WaitGroup
+	defer p.startDrain()
 	wg.Go(func() {
 		<-ctx.Done()
+		p.drainAt.Store(time.Now().Add(p.cfg.DrainTimeout).UnixNano())
+		p.startDrain()
 		t := time.NewTimer(p.cfg.DrainTimeout)
 		defer t.Stop()
 		select {
@@ -382,6 +391,14 @@ func (p *Pool) Run(ctx context.Context) error {
 	wg.Wait()
 	p.lock.Unlock()
 	return nil
+}
+
+// drainDeadline is when the hard stop comes (zero before shutdown).
+func (p *Pool) drainDeadline() time.Time {
+	if at := p.drainAt.Load(); at != 0 {
+		return time.Unix(0, at)
+	}
+	return time.Time{}
 }
 
 // startWriter launches d's writer under Run. Callers hold p.mu.

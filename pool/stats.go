@@ -50,7 +50,11 @@ type DestStats struct {
 	SpoolLines int64  `json:"spool_lines,omitempty"`
 	// SpoolErrors counts failed spool writes; SpoolCorruptBytes the
 	// damaged bytes found in the spool and skipped.
-	SpoolErrors       uint64    `json:"spool_write_errors,omitempty"`
+	SpoolErrors uint64 `json:"spool_write_errors,omitempty"`
+	// Unacknowledged estimates the lines that were written (so in Sent)
+	// but still in the kernel's buffer when a connection was lost: the
+	// peer may never have had them.
+	Unacknowledged    uint64    `json:"unacknowledged,omitempty"`
 	SpoolCorruptBytes int64     `json:"spool_corrupt_bytes,omitempty"`
 	LastError         string    `json:"last_error,omitempty"`
 	Held              bool      `json:"held,omitempty"`  // out of service by a failed health check
@@ -99,17 +103,18 @@ func (p *Pool) Stats() Stats {
 	p.mu.Unlock()
 	for _, d := range p.view.Load().dests {
 		ds := DestStats{
-			Name:       d.Name,
-			State:      stateNames[d.state.Load()],
-			Sent:       d.sent.Load(),
-			Dropped:    d.dropped.Load(),
-			Reconnects: d.reconnects.Load(),
-			QueueDepth: d.q.depth(),
-			QueueCap:   p.cfg.QueueCap,
-			InFlight:   d.pending.Load(),
-			Registered: d.registered,
-			Held:       d.held.Load(),
-			Holds:      d.holds.Load(),
+			Name:           d.Name,
+			State:          stateNames[d.state.Load()],
+			Sent:           d.sent.Load(),
+			Dropped:        d.dropped.Load(),
+			Reconnects:     d.reconnects.Load(),
+			QueueDepth:     d.q.depth(),
+			QueueCap:       p.cfg.QueueCap,
+			InFlight:       d.pending.Load(),
+			Registered:     d.registered,
+			Held:           d.held.Load(),
+			Holds:          d.holds.Load(),
+			Unacknowledged: d.unacked.Load(),
 		}
 		if d.sp != nil {
 			ds.Spooled, ds.Replayed, ds.SpoolBytes, ds.SpoolLines = d.spooled.Load(), d.replayed.Load(), d.sp.Bytes(), d.sp.Lines()

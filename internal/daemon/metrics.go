@@ -103,6 +103,9 @@ func PoolMetrics(p *pool.Pool) admin.CollectFunc {
 			Gauge(ch, "polymur_destination_spool_points", "Points held in the destination's disk spool.", float64(d.SpoolLines), l...)
 			Counter(ch, "polymur_destination_points_spooled_total", "Points written to the destination's spool.", float64(d.Spooled), l...)
 			Counter(ch, "polymur_destination_points_replayed_total", "Points replayed from the destination's spool.", float64(d.Replayed), l...)
+			Counter(ch, "polymur_destination_spool_write_errors_total", "Spool writes the disk refused.", float64(d.SpoolErrors), l...)
+			Counter(ch, "polymur_destination_spool_corrupt_bytes_total", "Damaged spool bytes found and skipped.", float64(d.SpoolCorruptBytes), l...)
+			Counter(ch, "polymur_destination_points_unacknowledged_total", "Points written but still in the kernel's buffer when a connection was lost (estimate).", float64(d.Unacknowledged), l...)
 		}
 	}
 }
