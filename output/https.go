@@ -65,6 +65,9 @@ type Config struct {
 	// SpoolFsync is how often the spool is fsynced; 0 after every write,
 	// <0 never.
 	SpoolFsync time.Duration
+	// SpoolAlways is the write-ahead mode: Send puts every batch in the
+	// spool before it returns and the workers send from there.
+	SpoolAlways bool
 
 	// ObservePost, when set, is told how long each successful POST took.
 	ObservePost func(time.Duration)
@@ -140,6 +143,9 @@ func New(cfg Config) (*Output, error) {
 	defd(&cfg.DrainGrace, 10*time.Second)
 	if cfg.SpoolMaxBytes == 0 {
 		cfg.SpoolMaxBytes = 1 << 30
+	}
+	if cfg.SpoolAlways && cfg.SpoolDir == "" {
+		return nil, errors.New("the write-ahead spool mode needs a spool directory")
 	}
 	if cfg.Workers < 1 || cfg.QueueCap < 1 || cfg.BatchSize < 1 || cfg.FlushInterval < 0 {
 		return nil, errors.New("workers, queue capacity and batch size must be positive")
@@ -258,6 +264,33 @@ func (o *Output) Send(ctx context.Context, b *batch.Batch) error {
 	}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	for o.cfg.SpoolAlways {
+		// Write-ahead: in the spool before Send returns; the workers send
+		// from there.
+		err := o.sp.Put(b)
+		if err == nil {
+			o.spooled.Add(uint64(n))
+			o.received.Add(uint64(n))
+			b.Release()
+			return nil
+		}
+		if !errors.Is(err, spool.ErrFull) {
+			// The disk refused: this batch goes through memory (not durable).
+			c := o.spoolErr.Add(1)
+			o.spoolLog.Do(func() { o.log.Error("spool write failed; batch kept in memory only", "err", err, "failures_so_far", c) })
+			break
+		}
+		if o.failing.Load() {
+			o.drop(DropSpoolFull, n) // policy: drop-and-count (gateway failing, spool full)
+			b.Release()
+			return nil
+		}
+		select {
+		case <-tick.C: // policy: block (spool full, gateway healthy)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for {
 		select {
 		case o.in <- b:

@@ -548,8 +548,11 @@ func (w *writer) dropPending() {
 // replayChan returns the spool's channel when the replay budget allows a
 // read, else a timer channel for when it will (both nil without a spool).
 func (w *writer) replayChan() (<-chan spool.Record, <-chan time.Time) {
-	if w.d.sp == nil || w.p.draining.Load() {
+	if w.d.sp == nil || (w.p.draining.Load() && !w.p.cfg.SpoolAlways) {
 		return nil, nil
+	}
+	if w.p.cfg.SpoolAlways {
+		return w.d.sp.Chan(), nil // the spool is the queue: no replay budget
 	}
 	w.refill()
 	if w.tokens > 0 {
@@ -573,17 +576,34 @@ func (w *writer) refill() {
 // within the replay budget to the pending batches: spooled points flow at a
 // bounded rate beside new ones.
 func (w *writer) replay(rec *spool.Record) {
-	if w.d.sp == nil || w.p.draining.Load() {
+	always := w.p.cfg.SpoolAlways
+	if w.d.sp == nil || (w.p.draining.Load() && !always) {
 		return
 	}
+	var bytes int
 	take := func(rec spool.Record) {
 		b := w.d.sp.Batch(rec) // acknowledged when released: delivered, spooled again or dropped
-		w.tokens -= float64(b.Len())
-		w.d.replayed.Add(uint64(b.Len()))
+		bytes += len(b.Buf)
+		if !always {
+			w.tokens -= float64(b.Len())
+			w.d.replayed.Add(uint64(b.Len()))
+		}
 		w.pending = append(w.pending, b)
 	}
 	if rec != nil {
 		take(*rec)
+	}
+	if always {
+		// Write-ahead: read ahead of the socket by at most readAhead bytes.
+		for bytes < readAhead {
+			select {
+			case rec := <-w.d.sp.Chan():
+				take(rec)
+			default:
+				return
+			}
+		}
+		return
 	}
 	w.refill()
 	for w.tokens > 0 {
@@ -595,6 +615,10 @@ func (w *writer) replay(rec *spool.Record) {
 		}
 	}
 }
+
+// readAhead bounds what a write-ahead writer takes from its spool for one
+// write.
+const readAhead = 1 << 20
 
 // spoolPending writes the writer's pending points and its queue to the spool.
 func (w *writer) spoolPending() {
@@ -616,6 +640,13 @@ func (w *writer) exit() {
 	}
 	if w.d.sp != nil {
 		for _, b := range w.takePending() {
+			if b.Done != nil {
+				// Read from the spool and not delivered: it is still
+				// there (not acknowledged), replayed at the next start.
+				b.Done = nil
+				b.Release()
+				continue
+			}
 			if !w.p.spoolBatch(w.d, b) {
 				w.p.drops.add(DropShutdown, uint64(b.Len()))
 				b.Release()

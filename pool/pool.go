@@ -86,6 +86,12 @@ type Config struct {
 	// take); 0 fsyncs every write, <0 never. Zero value: fsync every write;
 	// the flags default to 1s.
 	SpoolFsync time.Duration
+	// SpoolAlways is the write-ahead mode (-spool-mode always): Send
+	// places every batch on its destinations' spools before it returns, and
+	// the writers send from the spools; a kill -9 loses nothing Send
+	// accepted. Without it (overflow) the spool takes only what the memory
+	// queue cannot.
+	SpoolAlways bool
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
@@ -137,6 +143,9 @@ func (c *Config) fill() error {
 	if len(c.Destinations) > 65535 {
 		return errors.New("pool: too many destinations")
 	}
+	if c.SpoolAlways && c.SpoolDir == "" {
+		return errors.New("pool: the write-ahead spool mode needs a spool directory")
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -182,6 +191,7 @@ type Pool struct {
 	inflight atomic.Int64  // points in the retry queue or being re-placed
 	draining atomic.Bool   // the input is closed: settle queues
 	lock     *spool.Lock   // the spool directory's, held from New to the end of Run
+	routers  sync.Pool     // of *router, for Send in write-ahead mode
 	// drainCtx is cancelled when shutdown starts; drainAt is then the hard
 	// stop (unix nanoseconds), which every destination write must meet.
 	drainCtx   context.Context
@@ -218,6 +228,7 @@ func New(cfg Config) (*Pool, error) {
 		spoolLog: rate.Sometimes{Interval: 5 * time.Second},
 	}
 	p.drainCtx, p.startDrain = context.WithCancel(context.Background())
+	p.routers.New = func() any { return newRouter(p) }
 	if cfg.Console != nil {
 		p.console = newQueue(cfg.QueueCap)
 	}
@@ -306,6 +317,15 @@ func (p *Pool) Send(ctx context.Context, b *batch.Batch) error {
 	n := b.Len()
 	if n == 0 {
 		b.Release()
+		return nil
+	}
+	if p.cfg.SpoolAlways {
+		// Write-ahead: on disk before Send returns (and before it counts
+		// as received). Blocks while a healthy destination's spool is full.
+		r := p.routers.Get().(*router)
+		r.place(ctx, b)
+		p.routers.Put(r)
+		p.received.Add(uint64(n))
 		return nil
 	}
 	select {
@@ -493,6 +513,9 @@ func (p *Pool) quiet() bool {
 		}
 		if d.q.depth() > 0 || d.pending.Load() > 0 {
 			return false
+		}
+		if p.cfg.SpoolAlways && !d.sp.Empty() {
+			return false // write-ahead: deliver from the spool until the deadline
 		}
 	}
 	return true

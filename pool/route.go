@@ -75,6 +75,9 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 // and counting a drop only when there is nowhere to keep the points.
 func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) {
 	p := r.p
+	if p.cfg.SpoolAlways && r.spoolAhead(ctx, d, b) {
+		return
+	}
 	for {
 		if d.q.tryPush(b) {
 			return
@@ -139,6 +142,37 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 			return
 		}
 	}
+}
+
+// spoolAhead is delivery in write-ahead mode: b (owned) goes to d's spool.
+// Policy: block while d is up and its spool is full (backpressure);
+// drop-and-count when d is down and its spool full. It returns false,
+// leaving b to the memory queue, when the disk refuses the write (logged
+// and counted: those lines are not durable) or d was removed.
+func (r *router) spoolAhead(ctx context.Context, d *dest, b *batch.Batch) bool {
+	p := r.p
+	for !d.isRemoved() {
+		switch p.trySpool(d, b) {
+		case "":
+			return true
+		case DropSpoolError:
+			return false
+		}
+		if d.state.Load() != stateUp {
+			p.drops.add(DropSpoolFull, uint64(b.Len()))
+			d.dropped.Add(uint64(b.Len()))
+			b.Release()
+			return true
+		}
+		select {
+		case <-r.tick.C: // policy: block (the spool is full, the destination healthy)
+		case <-ctx.Done():
+			p.drops.add(DropShutdown, uint64(b.Len()))
+			b.Release()
+			return true
+		}
+	}
+	return false
 }
 
 // routesTo reports whether the live table of v can still send to d.

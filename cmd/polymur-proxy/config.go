@@ -26,6 +26,7 @@ type config struct {
 	spoolDir                     string
 	spoolMaxBytes                int64
 	spoolFsync                   time.Duration
+	spoolMode                    string
 	validation                   string
 	level                        batch.Level
 	logLevel, logFormat          string
@@ -69,6 +70,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.spoolDir, "spool-dir", "", "Directory for a disk spool of batches the gateway has not accepted (empty: no spool)")
 	fs.Int64Var(&c.spoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool in bytes")
 	fs.DurationVar(&c.spoolFsync, "spool-fsync-interval", time.Second, daemon.SpoolFsyncHelp)
+	fs.StringVar(&c.spoolMode, "spool-mode", "overflow", daemon.SpoolModeHelp)
 	fs.IntVar(&c.maxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
 	fs.StringVar(&c.validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
 	fs.BoolVar(&c.verbose, "verbose", false, "Log every batch sent (same as -log-level debug)")
@@ -85,6 +87,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-validation: %w", err)
 	}
 	if err := c.admin.Check("POLYMUR_PROXY"); err != nil {
+		return nil, err
+	}
+	if err := daemon.CheckSpoolMode(c.spoolMode, c.spoolDir); err != nil {
 		return nil, err
 	}
 	if c.verbose {

@@ -51,6 +51,7 @@ type RelayFlags struct {
 	SpoolMaxBytes            int64
 	SpoolReplayRate          int
 	SpoolFsync               time.Duration
+	SpoolMode                string
 	StateFile                string
 
 	// Set by the daemon, not by flags: statsd mode's UDP output and ring,
@@ -90,6 +91,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.Int64Var(&f.SpoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool per destination in bytes; beyond it points for a down destination are dropped and counted")
 	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")
 	fs.DurationVar(&f.SpoolFsync, "spool-fsync-interval", time.Second, SpoolFsyncHelp)
+	fs.StringVar(&f.SpoolMode, "spool-mode", "overflow", SpoolModeHelp)
 	fs.StringVar(&f.StateFile, "state-file", "", "File that keeps runtime destination changes (putdest/deldest) across restarts; when it exists it replaces -destinations")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	fs.StringVar(&f.LogFormat, "log-format", "text", "Log format: text or json")
@@ -108,6 +110,9 @@ func (f *RelayFlags) Check() error {
 		return fmt.Errorf("-destinations: %w", err)
 	}
 	if err := f.Admin.Check(f.EnvPrefix); err != nil {
+		return err
+	}
+	if err := CheckSpoolMode(f.SpoolMode, f.SpoolDir); err != nil {
 		return err
 	}
 	if f.StateFile != "" {
@@ -145,6 +150,23 @@ func (f *RelayFlags) Check() error {
 // SpoolFsyncHelp describes -spool-fsync-interval on every daemon.
 const SpoolFsyncHelp = "How often the spool is fsynced: what a power loss can take (a crash of the process loses nothing spooled). 0 fsyncs every write; negative never"
 
+// SpoolModeHelp describes -spool-mode on every daemon.
+const SpoolModeHelp = "overflow: the spool takes what the memory queue cannot (a crash loses the memory queue); always: write-ahead, every accepted line is in the spool before it counts as received and is sent from there (a crash loses nothing accepted). Needs -spool-dir"
+
+// CheckSpoolMode validates -spool-mode against -spool-dir.
+func CheckSpoolMode(mode, dir string) error {
+	switch mode {
+	case "overflow":
+		return nil
+	case "always":
+		if dir == "" {
+			return errors.New("-spool-mode always needs -spool-dir")
+		}
+		return nil
+	}
+	return fmt.Errorf("-spool-mode: unknown mode %q (want overflow or always)", mode)
+}
+
 // Rule is one range check of a flag value.
 type Rule struct {
 	Msg string
@@ -167,6 +189,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
+		SpoolAlways: f.SpoolMode == "always",
 		Dial: f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
