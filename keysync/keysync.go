@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
@@ -53,9 +54,11 @@ type Cache struct {
 	cfg    Config
 	log    *slog.Logger
 	kv     *api.KV
-	snap   atomic.Pointer[snapshot]
-	errors atomic.Uint64
-	syncs  atomic.Uint64
+	snap    atomic.Pointer[snapshot]
+	errors  atomic.Uint64
+	syncs   atomic.Uint64
+	badName atomic.Int64           // entries of the last listing skipped for their name
+	problem atomic.Pointer[string] // why the last sync was not trusted (ACLs); nil when fine
 }
 
 // NewCache builds a cache; with Static set it is ready at once and never
@@ -124,6 +127,16 @@ func (c *Cache) Lookup(key string) (string, bool) {
 // Ready reports whether keys have been loaded at least once.
 func (c *Cache) Ready() bool { return c.snap.Load() != nil }
 
+// Problem is why the key set cannot be trusted now ("" when it can): the
+// last sync was refused or filtered by Consul's ACLs, or every key vanished
+// at once. The last good keys stay in force meanwhile.
+func (c *Cache) Problem() string {
+	if p := c.problem.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // Stats is a snapshot of the cache's state.
 type Stats struct {
 	Keys       int       `json:"keys"`
@@ -132,11 +145,13 @@ type Stats struct {
 	Syncs      uint64    `json:"syncs"`
 	SyncErrors uint64    `json:"sync_errors"`
 	Source     string    `json:"source"`
+	BadNames   int64     `json:"ignored_bad_names"`
+	Problem    string    `json:"problem,omitempty"`
 }
 
 // Stats returns the cache's state.
 func (c *Cache) Stats() Stats {
-	st := Stats{Syncs: c.syncs.Load(), SyncErrors: c.errors.Load(), Source: "consul"}
+	st := Stats{Syncs: c.syncs.Load(), SyncErrors: c.errors.Load(), Source: "consul", BadNames: c.badName.Load(), Problem: c.Problem()}
 	if c.cfg.Static != nil {
 		st.Source = "static"
 	}
@@ -161,12 +176,19 @@ func (c *Cache) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.cfg.Refresh}).WithContext(ctx)
 		pairs, meta, err := c.kv.List(c.cfg.Prefix, q)
+		if err == nil {
+			err = c.distrust(pairs, meta)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			fails++
 			c.errors.Add(1)
+			if isACL(err) {
+				msg := err.Error()
+				c.problem.Store(&msg)
+			}
 			if fails == 1 || fails%10 == 0 {
 				c.log.Error("API key sync failed; keeping the last good keys", "err", err, "keys", c.Stats().Keys, "attempt", fails)
 			}
@@ -178,6 +200,7 @@ func (c *Cache) Run(ctx context.Context) error {
 			c.log.Info("API key sync recovered", "after_failures", fails)
 		}
 		fails = 0
+		c.problem.Store(nil)
 		c.syncs.Add(1)
 		if meta.LastIndex < index {
 			index = 0 // Consul's index went backwards (restore): start over
@@ -189,9 +212,50 @@ func (c *Cache) Run(ctx context.Context) error {
 	return nil
 }
 
+// errACL marks a sync that Consul's ACLs refused or filtered.
+var errACL = errors.New("consul ACL")
+
+func isACL(err error) bool {
+	return errors.Is(err, errACL) || strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "Permission denied")
+}
+
+// distrust checks a listing before it replaces the keys: one filtered by
+// ACLs (the token may not read every key: with default deny the answer is
+// simply empty) or one that drops every key at once is an error, not a
+// new key set.
+func (c *Cache) distrust(pairs api.KVPairs, meta *api.QueryMeta) error {
+	if meta != nil && meta.ResultsFilteredByACLs {
+		return fmt.Errorf("%w: the token may not read the keys under %s (Consul filtered the answer; check CONSUL_HTTP_TOKEN and its policy)", errACL, c.cfg.Prefix)
+	}
+	names, _ := Parse(c.cfg.Prefix, pairs, nil)
+	if len(names) > 0 {
+		return nil
+	}
+	if err := emptyUnderDeny(c.cfg.Prefix, meta); err != nil {
+		return err
+	}
+	if old := c.snap.Load(); old != nil && len(old.names) > 0 {
+		return fmt.Errorf("%w: every one of the %d keys vanished at once (a detached ACL policy?); restart the gateway if they were really all deleted", errACL, len(old.names))
+	}
+	return nil
+}
+
+// emptyUnderDeny: Consul answers a listing the token may not read with an
+// empty 404 (no filter header) when its default policy is deny — the same
+// answer as "no keys". Under deny, an empty listing is taken as refused.
+func emptyUnderDeny(prefix string, meta *api.QueryMeta) error {
+	if meta != nil && meta.DefaultACLPolicy == "deny" {
+		return fmt.Errorf("%w: no keys visible under %s and Consul's default ACL policy is deny: the token (CONSUL_HTTP_TOKEN) may not read them", errACL, prefix)
+	}
+	return nil
+}
+
 // apply turns a KV listing into a new snapshot and logs what changed.
 func (c *Cache) apply(pairs api.KVPairs, index uint64) {
-	names := Parse(c.cfg.Prefix, pairs, c.log)
+	names, bad := Parse(c.cfg.Prefix, pairs, nil)
+	if prev := c.badName.Swap(int64(bad)); bad > 0 && int64(bad) != prev {
+		c.log.Warn("ignoring API key entries whose names pgw-key would refuse (letters, digits, '-' and '_' only)", "n", bad)
+	}
 	s := &snapshot{names: make(map[[32]byte]string, len(names)), loaded: time.Now(), index: index}
 	for key, name := range names {
 		s.names[sha256.Sum256([]byte(key))] = name
@@ -218,9 +282,11 @@ func (c *Cache) apply(pairs api.KVPairs, index uint64) {
 
 // Parse extracts key → name from a listing of prefix. It ignores, without
 // failing, entries that are not direct children of prefix (the folder entry
-// itself, nested paths, siblings), empty or whitespace values, values that
-// are not printable UTF-8, and second names for a value already seen.
-func Parse(prefix string, pairs api.KVPairs, log *slog.Logger) map[string]string {
+// itself, nested paths, siblings), names that pgw-key would refuse (they
+// would make lines carbon rejects or mis-parses with -key-prefix; counted
+// in bad), empty or whitespace values, values that are not printable
+// UTF-8, and second names for a value already seen.
+func Parse(prefix string, pairs api.KVPairs, log *slog.Logger) (_ map[string]string, bad int) {
 	out := map[string]string{}
 	sorted := make(api.KVPairs, 0, len(pairs))
 	for _, p := range pairs {
@@ -232,6 +298,10 @@ func Parse(prefix string, pairs api.KVPairs, log *slog.Logger) map[string]string
 	for _, p := range sorted {
 		name := p.Key[len(prefix):]
 		if !validName(name) {
+			continue
+		}
+		if CheckName(name) != nil {
+			bad++
 			continue
 		}
 		key := string(p.Value)
@@ -249,7 +319,7 @@ func Parse(prefix string, pairs api.KVPairs, log *slog.Logger) map[string]string
 		}
 		out[key] = name
 	}
-	return out
+	return out, bad
 }
 
 func validName(name string) bool {

@@ -2,6 +2,7 @@ package keysync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -27,12 +28,66 @@ func TestParseIgnoresOddEntries(t *testing.T) {
 		{Key: "polymur/gateway/keys/alice", Value: []byte("k-alice")},
 		{Key: "polymur/gateway/keys/bob", Value: []byte("k-bob")},
 		{Key: "polymur/gateway/keys/carol", Value: []byte("k-bob")}, // shares bob's key
+		{Key: "polymur/gateway/keys/with space", Value: []byte("k-space")},
+		{Key: "polymur/gateway/keys/semi;colon", Value: []byte("k-semi")},
+		{Key: "polymur/gateway/keys/star*", Value: []byte("k-star")},
+		{Key: "polymur/gateway/keys/dot.ted", Value: []byte("k-dot")},
 		nil,
 	}
-	got := Parse(DefaultPrefix, pairs, quiet)
+	got, bad := Parse(DefaultPrefix, pairs, quiet)
 	if len(got) != 2 || got["k-alice"] != "alice" || got["k-bob"] != "bob" {
 		t.Fatalf("Parse = %v", got)
 	}
+	if bad != 4 {
+		t.Fatalf("%d names refused as pgw-key would, want 4", bad)
+	}
+}
+
+// Consul ACLs: a token that may not read the keys (default deny) gets a
+// filtered, empty answer — a sync error, not "no keys"; a policy detached
+// while running keeps the last good keys, logs, counts and reports the
+// problem (the gateway fails /readyz on it); pgw-key list fails instead of
+// printing nothing.
+func TestCacheWithConsulACLs(t *testing.T) {
+	consul := testutil.StartConsulACL(t)
+	consul.Put("polymur/gateway/keys/alice", []byte("key-alice"))
+	consul.ACL("PUT", "policy", `{"Name": "gw-keys", "Rules": "key_prefix \"polymur/gateway/keys/\" { policy = \"read\" }"}`)
+	tok := consul.ACL("PUT", "token", `{"Description": "gateway", "Policies": [{"Name": "gw-keys"}]}`)
+	secret, accessor := jsonField(tok, "SecretID"), jsonField(tok, "AccessorID")
+
+	// No token at all: default deny.
+	t.Setenv("CONSUL_HTTP_TOKEN", "")
+	c := runCache(t, consul.Addr, time.Second)
+	waitUntil(t, "an ACL problem reported", func() bool { return c.Problem() != "" })
+	if c.Ready() || valid(c, "key-alice") {
+		t.Fatal("a filtered listing was taken as a key set")
+	}
+	if s, err := NewStore(DefaultPrefix, consul.Addr); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.List(); err == nil {
+		t.Fatal("pgw-key list succeeded on a listing filtered by ACLs")
+	}
+
+	// With the policy's token: loaded; then the policy is detached.
+	t.Setenv("CONSUL_HTTP_TOKEN", secret)
+	c2 := runCache(t, consul.Addr, time.Second)
+	waitUntil(t, "keys loaded with the token", func() bool { return valid(c2, "key-alice") && c2.Problem() == "" })
+	consul.ACL("PUT", "token/"+accessor, `{"AccessorID": "`+accessor+`", "Description": "gateway", "Policies": []}`)
+	consul.Put("polymur/gateway/keys/bob", []byte("key-bob")) // wakes the blocking query
+	waitUntil(t, "the detached policy noticed", func() bool { return c2.Problem() != "" })
+	if !valid(c2, "key-alice") {
+		t.Fatal("the last good keys were dropped when the policy went away")
+	}
+	if c2.Stats().SyncErrors == 0 {
+		t.Fatal("no sync error counted")
+	}
+}
+
+func jsonField(js, key string) string {
+	var m map[string]any
+	json.Unmarshal([]byte(js), &m)
+	s, _ := m[key].(string)
+	return s
 }
 
 func TestStaticCache(t *testing.T) {

@@ -47,12 +47,21 @@ type Entry struct {
 
 // List returns the valid keys, sorted by name (what the gateway would load).
 func (s *Store) List() ([]Entry, error) {
-	pairs, _, err := s.kv.List(s.prefix, nil)
+	pairs, meta, err := s.kv.List(s.prefix, nil)
 	if err != nil {
 		return nil, err
 	}
+	if meta != nil && meta.ResultsFilteredByACLs {
+		return nil, fmt.Errorf("the listing of %s was filtered by Consul ACLs: the token may not read these keys (check CONSUL_HTTP_TOKEN and its policy)", s.prefix)
+	}
+	names, _ := Parse(s.prefix, pairs, nil)
+	if len(names) == 0 {
+		if err := emptyUnderDeny(s.prefix, meta); err != nil {
+			return nil, err
+		}
+	}
 	var out []Entry
-	for key, name := range Parse(s.prefix, pairs, nil) {
+	for key, name := range names {
 		out = append(out, Entry{Name: name, Key: key})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

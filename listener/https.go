@@ -285,10 +285,7 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		h.replyKey(w, http.StatusServiceUnavailable, name, "too many requests in flight, retry\n")
 		return
 	}
-	// The wait for room (budget, then the pipeline) is QueueWait from here.
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueueWait)
-	defer cancel()
-	bs, counts, n, code, msg := h.decode(ctx, w, r, name)
+	bs, counts, n, code, msg := h.decode(r.Context(), w, r, name)
 	if code != http.StatusOK {
 		if code != http.StatusServiceUnavailable && every(&h.lastBadLog) {
 			h.log.Warn("batch refused", "client", ClientLabel(r), "key", name, "status", code, "reason", strings.TrimSpace(msg))
@@ -296,6 +293,9 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		h.replyKey(w, code, name, msg)
 		return
 	}
+	// The wait for room in the pipeline is QueueWait from here.
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.QueueWait)
+	defer cancel()
 	for i, b := range bs {
 		sctx := ctx
 		if i > 0 {
@@ -341,7 +341,8 @@ func (c *countReader) Read(p []byte) (int, error) {
 // decode reads the whole gzip body into batches of at most ChunkLines lines
 // and about chunkBytes bytes, each holding its share of the buffered-bytes
 // budget until it is released downstream. On any failure nothing is kept
-// and the status says why (503 when the budget has no room within ctx).
+// and the status says why (503 when the budget has no room within
+// QueueWait of waiting; reading a slow upload does not count as waiting).
 func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Request, name string) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
 	body := &countReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)}
 	var bs []*batch.Batch
@@ -383,6 +384,7 @@ func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	var out, total int64
 	b := batch.Get()
 	multi := false
+	var waited time.Duration // waiting for room, summed over the chunks: at most QueueWait
 	defer func() {
 		if multi {
 			<-h.multi
@@ -403,13 +405,31 @@ func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if len(bs) > 0 && !multi {
 			select {
 			case h.multi <- struct{}{}:
-				multi = true
-			case <-ctx.Done():
+			default:
+				start := time.Now()
+				wait := time.NewTimer(h.cfg.QueueWait - waited)
+				select {
+				case h.multi <- struct{}{}:
+					wait.Stop()
+					waited += time.Since(start)
+				case <-wait.C:
+					return errNoRoom
+				case <-ctx.Done():
+					wait.Stop()
+					return errNoRoom
+				}
+			}
+			multi = true
+		}
+		if !h.budget.TryAcquire(n) {
+			start := time.Now()
+			wctx, cancel := context.WithTimeout(ctx, h.cfg.QueueWait-waited)
+			err := h.budget.Acquire(wctx, n)
+			cancel()
+			waited += time.Since(start)
+			if err != nil {
 				return errNoRoom
 			}
-		}
-		if err := h.budget.Acquire(ctx, n); err != nil {
-			return errNoRoom
 		}
 		h.held.Add(n)
 		b.Done = func() { h.held.Add(-n); h.budget.Release(n) }

@@ -92,6 +92,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		if !keys.Ready() {
 			return []string{"API keys not loaded yet"}
 		}
+		if p := keys.Problem(); p != "" {
+			return []string{"API key sync: " + p}
+		}
 		return nil
 	})
 	log.Info("::: Polymur-gateway :::", "version", daemon.Version(), "distribution", c.Mode.String(), "destinations", len(c.Dests), "key_prefix", c.keyPrefix)

@@ -190,7 +190,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always",
-		Dial: f.Dial, RingByAddr: f.RingByAddr,
+		Dial:        f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
 

@@ -60,12 +60,21 @@ type Consul struct {
 	log     *bytes.Buffer
 	exited  chan struct{}
 	stopped bool
+	// Token is the management token when ACLs are on (StartConsulACL);
+	// Put, Delete and ACL use it.
+	Token string
 }
 
 // StartConsul starts an agent and waits until it has a leader.
-func StartConsul(t testing.TB) *Consul {
+func StartConsul(t testing.TB) *Consul { t.Helper(); return startConsul(t, "") }
+
+// StartConsulACL starts an agent with ACLs on, default deny, and Token as
+// the management token.
+func StartConsulACL(t testing.TB) *Consul { t.Helper(); return startConsul(t, "polymur-test-management-token") }
+
+func startConsul(t testing.TB, token string) *Consul {
 	t.Helper()
-	c := &Consul{t: t, bin: ConsulBinary(t), dir: t.TempDir()}
+	c := &Consul{t: t, bin: ConsulBinary(t), dir: t.TempDir(), Token: token}
 	// Hold all four open at once so that they are distinct.
 	var lns []net.Listener
 	for i := range c.ports {
@@ -108,6 +117,11 @@ func (c *Consul) Start() {
 		"-serf-lan-port", fmt.Sprint(c.ports[1]), "-serf-wan-port", fmt.Sprint(c.ports[2]),
 		"-server-port", fmt.Sprint(c.ports[3]), "-log-level", "warn", "-disable-host-node-id",
 		"-hcl", `performance { raft_multiplier = 1 }`}
+	if c.Token != "" {
+		args = append(args, "-hcl", `acl { enabled = true
+default_policy = "deny"
+tokens { initial_management = "`+c.Token+`" } }`)
+	}
 	c.cmd = exec.Command(c.bin, args...)
 	c.log = &bytes.Buffer{}
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
@@ -148,7 +162,9 @@ func leader(addr string) bool {
 
 // kvWorks checks the KV store answers (the leader can need a moment).
 func (c *Consul) kvWorks() bool {
-	resp, err := http.Get("http://" + c.Addr + "/v1/kv/polymur-test-probe")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+c.Addr+"/v1/kv/polymur-test-probe", nil)
+	req.Header.Set("X-Consul-Token", c.Token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false
 	}
@@ -177,6 +193,7 @@ func (c *Consul) Stop() {
 func (c *Consul) Put(key string, value []byte) {
 	c.t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, "http://"+c.Addr+"/v1/kv/"+key, bytes.NewReader(value))
+	req.Header.Set("X-Consul-Token", c.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
@@ -191,9 +208,28 @@ func (c *Consul) Put(key string, value []byte) {
 func (c *Consul) Delete(key string) {
 	c.t.Helper()
 	req, _ := http.NewRequest(http.MethodDelete, "http://"+c.Addr+"/v1/kv/"+key, nil)
+	req.Header.Set("X-Consul-Token", c.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	resp.Body.Close()
+}
+
+// ACL sends a JSON request to the ACL API with the management token and
+// returns the answer's body (fatal unless 200).
+func (c *Consul) ACL(method, path, body string) string {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+c.Addr+"/v1/acl/"+path, strings.NewReader(body))
+	req.Header.Set("X-Consul-Token", c.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		c.t.Fatalf("%s /v1/acl/%s: %s %s", method, path, resp.Status, b)
+	}
+	return string(b)
 }
