@@ -51,9 +51,9 @@ type snapshot struct {
 // Cache answers "which key name is this API key?" from the last good copy of
 // the keys. Lookup is safe for concurrent use and takes no lock.
 type Cache struct {
-	cfg    Config
-	log    *slog.Logger
-	kv     *api.KV
+	cfg     Config
+	log     *slog.Logger
+	kv      *api.KV
 	snap    atomic.Pointer[snapshot]
 	errors  atomic.Uint64
 	syncs   atomic.Uint64

@@ -70,7 +70,10 @@ func StartConsul(t testing.TB) *Consul { t.Helper(); return startConsul(t, "") }
 
 // StartConsulACL starts an agent with ACLs on, default deny, and Token as
 // the management token.
-func StartConsulACL(t testing.TB) *Consul { t.Helper(); return startConsul(t, "polymur-test-management-token") }
+func StartConsulACL(t testing.TB) *Consul {
+	t.Helper()
+	return startConsul(t, "polymur-test-management-token")
+}
 
 func startConsul(t testing.TB, token string) *Consul {
 	t.Helper()
