@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +49,13 @@ type IngestConfig struct {
 	// answered 503 before more of it is read; one larger than the whole
 	// bound gets 413 (the proxy splits it). Default 128 MiB.
 	MaxBuffered int64
+	// MaxInFlightPerKey bounds one key's requests in flight, so that one
+	// tenant's slow uploads cannot take every slot; default MaxInFlight/4
+	// (at least 1).
+	MaxInFlightPerKey int
+	// MinRate is the slowest body upload accepted, in bytes per second
+	// after a 5 s grace; slower ones are cut (408). Default 4096.
+	MinRate int64
 	// ChunkLines is the most lines in one pipeline batch: a request is cut
 	// into batches of this size, so no destination queue is exceeded by
 	// more than one of them. Default 5000.
@@ -76,6 +85,41 @@ type Ingest struct {
 	byKeyStatus             map[keyStatus]uint64
 	lastAuthLog, lastBadLog atomic.Int64
 	busy                    atomic.Uint64 // requests refused for want of buffer room
+	keyMu                   sync.Mutex
+	perKey                  map[string]int    // requests in flight by key name
+	keyRefused              map[string]uint64 // refused over MaxInFlightPerKey, by key name
+}
+
+// enter takes one of name's in-flight slots (false: its share is used up).
+func (h *Ingest) enter(name string) bool {
+	h.keyMu.Lock()
+	defer h.keyMu.Unlock()
+	if h.perKey[name] >= h.cfg.MaxInFlightPerKey {
+		h.keyRefused[name]++
+		return false
+	}
+	h.perKey[name]++
+	return true
+}
+
+func (h *Ingest) leave(name string) {
+	h.keyMu.Lock()
+	defer h.keyMu.Unlock()
+	if h.perKey[name]--; h.perKey[name] <= 0 {
+		delete(h.perKey, name)
+	}
+}
+
+// minRate makes the body reads of r keep a minimum pace: the read deadline
+// starts 5 s out and moves MinRate bytes per second as data arrives (a
+// slowloris upload holds its slot no longer than that).
+func (h *Ingest) minRate(w http.ResponseWriter) func(read int64) {
+	rc := http.NewResponseController(w)
+	start := time.Now()
+	rc.SetReadDeadline(start.Add(5 * time.Second))
+	return func(read int64) {
+		rc.SetReadDeadline(start.Add(5*time.Second + time.Duration(read*int64(time.Second)/h.cfg.MinRate)))
+	}
 }
 
 // NewIngest validates cfg.
@@ -104,6 +148,12 @@ func NewIngest(cfg IngestConfig) (*Ingest, error) {
 	if cfg.ChunkLines == 0 {
 		cfg.ChunkLines = 5000
 	}
+	if cfg.MaxInFlightPerKey == 0 {
+		cfg.MaxInFlightPerKey = max(1, cfg.MaxInFlight/4)
+	}
+	if cfg.MinRate == 0 {
+		cfg.MinRate = 4096
+	}
 	if cfg.MaxBody < 1 || cfg.MaxDecoded < 1 || cfg.MaxLine < 1 || cfg.MaxInFlight < 1 || cfg.ChunkLines < 1 {
 		return nil, errors.New("listener: ingest limits must be positive")
 	}
@@ -114,6 +164,7 @@ func NewIngest(cfg IngestConfig) (*Ingest, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Ingest{cfg: cfg, log: cfg.Logger, sem: make(chan struct{}, cfg.MaxInFlight), budget: semaphore.NewWeighted(cfg.MaxBuffered), multi: make(chan struct{}, 1),
+		perKey: map[string]int{}, keyRefused: map[string]uint64{},
 		status: map[int]uint64{}, byKey: map[string]uint64{}, byKeyStatus: map[keyStatus]uint64{}}, nil
 }
 
@@ -151,9 +202,12 @@ type IngestStats struct {
 	// Buffered is the decoded bytes held now (requests being decoded and
 	// batches in the pipeline) against BufferedMax; BusyRefusals counts
 	// requests answered 503 for want of room.
-	Buffered     int64  `json:"buffered_bytes"`
-	BufferedMax  int64  `json:"buffered_bytes_max"`
-	BusyRefusals uint64 `json:"busy_refusals"`
+	// RefusedByKey counts requests refused because the key had
+	// MaxInFlightPerKey requests in flight.
+	RefusedByKey map[string]uint64 `json:"refused_over_key_share,omitempty"`
+	Buffered     int64             `json:"buffered_bytes"`
+	BufferedMax  int64             `json:"buffered_bytes_max"`
+	BusyRefusals uint64            `json:"busy_refusals"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -177,6 +231,11 @@ func (h *Ingest) Stats() IngestStats {
 	st.LinesAccepted, st.LinesRejected = h.Accepted.Load(), h.Rejections()
 	st.BytesIn, st.BytesOut = h.bytesIn.Load(), h.bytesOut.Load()
 	st.Buffered, st.BufferedMax, st.BusyRefusals = h.held.Load(), h.cfg.MaxBuffered, h.busy.Load()
+	h.keyMu.Lock()
+	if len(h.keyRefused) > 0 {
+		st.RefusedByKey = maps.Clone(h.keyRefused)
+	}
+	h.keyMu.Unlock()
 	return st
 }
 
@@ -278,6 +337,11 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		h.replyKey(w, http.StatusUnsupportedMediaType, name, "body must be gzip\n")
 		return
 	}
+	if !h.enter(name) {
+		h.replyKey(w, http.StatusServiceUnavailable, name, "too many requests in flight for this key, retry\n")
+		return
+	}
+	defer h.leave(name)
 	select {
 	case h.sem <- struct{}{}:
 		defer func() { <-h.sem }()
@@ -285,7 +349,8 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		h.replyKey(w, http.StatusServiceUnavailable, name, "too many requests in flight, retry\n")
 		return
 	}
-	bs, counts, n, code, msg := h.decode(r.Context(), w, r, name)
+	pace := h.minRate(w)
+	bs, counts, n, code, msg := h.decode(r.Context(), w, r, name, pace)
 	if code != http.StatusOK {
 		if code != http.StatusServiceUnavailable && every(&h.lastBadLog) {
 			h.log.Warn("batch refused", "client", ClientLabel(r), "key", name, "status", code, "reason", strings.TrimSpace(msg))
@@ -326,15 +391,19 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 
 type sizes struct{ in, out int64 }
 
-// countReader counts bytes read.
+// countReader counts bytes read and tells pace (when set).
 type countReader struct {
-	r io.Reader
-	n int64
+	r    io.Reader
+	n    int64
+	pace func(read int64)
 }
 
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.pace != nil && n > 0 {
+		c.pace(c.n)
+	}
 	return n, err
 }
 
@@ -343,8 +412,8 @@ func (c *countReader) Read(p []byte) (int, error) {
 // budget until it is released downstream. On any failure nothing is kept
 // and the status says why (503 when the budget has no room within
 // QueueWait of waiting; reading a slow upload does not count as waiting).
-func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Request, name string) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
-	body := &countReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)}
+func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Request, name string, pace func(int64)) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
+	body := &countReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBody), pace: pace}
 	var bs []*batch.Batch
 	fail := func(err error) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
 		for _, b := range bs {
@@ -356,6 +425,8 @@ func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes\n", h.cfg.MaxBody)
 		case errors.Is(err, errTooBig):
 			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body larger than %d bytes\n", h.cfg.MaxDecoded)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, nil, sizes{}, http.StatusRequestTimeout, fmt.Sprintf("upload slower than %d bytes/s; cut\n", h.cfg.MinRate)
 		case errors.Is(err, errOverBudget):
 			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body larger than the gateway buffers (%d bytes); send smaller batches\n", h.cfg.MaxBuffered)
 		case errors.Is(err, errNoRoom):

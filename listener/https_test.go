@@ -372,3 +372,56 @@ func TestIngestBufferBudget(t *testing.T) {
 		t.Fatalf("over the whole budget: %d %q, want 413", code, msg)
 	}
 }
+
+// One tenant's slow uploads cannot take every slot: with 64 uploads of one
+// key trickling, another key's request still gets 200; the first key's
+// requests over its share are refused (503) and counted; a trickle slower
+// than MinRate is cut (408).
+func TestIngestPerKeyFairShare(t *testing.T) {
+	col := newCollector()
+	keys := func(k string) (string, bool) {
+		switch k {
+		case "key-a":
+			return "a", true
+		case "key-b":
+			return "b", true
+		}
+		return "", false
+	}
+	srv, in := startIngest(t, IngestConfig{Send: col.send, Lookup: keys, MinRate: 1 << 20})
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	body := gz(t, "slow.metric 1 1700000000\n")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 64 {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "POST /ingest HTTP/1.1\r\nHost: x\r\nX-Polymur-Key: key-a\r\nContent-Length: %d\r\n\r\n", len(body))
+		c.Write(body[:3]) // and then nothing: a trickle
+	}
+	testutil.WaitFor(t, "key a's share taken", 30*time.Second, func() bool {
+		in.keyMu.Lock()
+		defer in.keyMu.Unlock()
+		return in.perKey["a"] == in.cfg.MaxInFlightPerKey
+	})
+	if code, msg := post(t, srv, "/ingest", "key-b", gz(t, "fair.metric 1 1700000000\n"), nil); code != 200 {
+		t.Fatalf("another key while key a trickles 64 uploads: %d %q", code, msg)
+	}
+	if st := in.Stats(); st.RefusedByKey["a"] == 0 {
+		t.Fatalf("key a's requests over its share not counted: %+v", st)
+	}
+	// The trickles are cut once their grace and MinRate pace run out.
+	buf := make([]byte, 512)
+	conns[0].SetReadDeadline(time.Now().Add(30 * time.Second))
+	n, _ := conns[0].Read(buf)
+	if !strings.Contains(string(buf[:n]), "408") && !strings.Contains(string(buf[:n]), "503") {
+		t.Fatalf("a trickling upload got %q, want 408 (or 503 over the share)", buf[:n])
+	}
+}
