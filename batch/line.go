@@ -66,10 +66,13 @@ const (
 	ReasonTimestamp        // timestamp is not a number (strict: not an unsigned integer)
 	ReasonType             // statsd: unknown metric type
 	ReasonRate             // statsd: sample rate not a number in (0, 1]
+	// ReasonUnterminated: a TCP stream ended in the middle of a line (a
+	// crashed sender's "… 43 17000" is not a point); carbon drops it too.
+	ReasonUnterminated
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"ok", "empty", "too_long", "fields", "name", "value", "nan", "timestamp", "type", "rate"}
+var reasonNames = [NumReasons]string{"ok", "empty", "too_long", "fields", "name", "value", "nan", "timestamp", "type", "rate", "unterminated"}
 
 func (r Reason) String() string {
 	if r < NumReasons {

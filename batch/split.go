@@ -147,6 +147,16 @@ func (s *Splitter) Final(out *Batch) {
 	s.start, s.end, s.skipping = 0, 0, false
 }
 
+// Abandon ends a stream that closed in the middle of a line: the partial
+// line is dropped and counted (ReasonUnterminated), as carbon does — on a
+// TCP connection it is what a crashed or killed sender leaves.
+func (s *Splitter) Abandon() {
+	if s.end > s.start && !s.skipping {
+		s.Counts.Rejected[ReasonUnterminated]++
+	}
+	s.start, s.end, s.skipping = 0, 0, false
+}
+
 // Release returns a borrowed large buffer; the splitter must not be used
 // afterwards.
 func (s *Splitter) Release() {

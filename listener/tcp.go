@@ -7,7 +7,6 @@ package listener
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -32,8 +31,14 @@ type TCPConfig struct {
 	DrainTimeout time.Duration // default 10s
 	// SummaryInterval is how often rejected lines are summarised in the log.
 	SummaryInterval time.Duration // default 5s; <0 disables
-	Send            SendFunc
-	Logger          *slog.Logger
+	// IdleTimeout closes a connection that sent nothing for this long
+	// (carbon-c-relay: 10 minutes); 0 never.
+	IdleTimeout time.Duration
+	// MaxConns refuses (accepts and closes at once) connections beyond
+	// this many open; 0 is no limit.
+	MaxConns int
+	Send     SendFunc
+	Logger   *slog.Logger
 }
 
 // Counters are the listener's line and connection counts. Safe for
@@ -75,6 +80,8 @@ type TCPStats struct {
 	Lost        uint64            `json:"lines_lost"`
 	Connections int64             `json:"connections_open"`
 	ConnsTotal  uint64            `json:"connections_total"`
+	IdleClosed  uint64            `json:"connections_closed_idle"`
+	Refused     uint64            `json:"connections_refused_max"`
 }
 
 // TCP is a Graphite plaintext listener: one goroutine per connection reads
@@ -86,8 +93,11 @@ type TCP struct {
 	log *slog.Logger
 
 	Counters
-	open  atomic.Int64
-	total atomic.Uint64
+	open    atomic.Int64
+	total   atomic.Uint64
+	idle    atomic.Uint64
+	refused atomic.Uint64
+	lastRef atomic.Int64 // last refusal logged (unix nanoseconds)
 }
 
 // NewTCP validates cfg and binds the listening socket.
@@ -135,6 +145,8 @@ func (t *TCP) Stats() TCPStats {
 		Lost:        t.Lost.Load(),
 		Connections: t.open.Load(),
 		ConnsTotal:  t.total.Load(),
+		IdleClosed:  t.idle.Load(),
+		Refused:     t.refused.Load(),
 	}
 }
 
@@ -169,6 +181,14 @@ func (t *TCP) Run(ctx context.Context) error {
 			select {
 			case <-time.After(100 * time.Millisecond):
 			case <-ctx.Done():
+			}
+			continue
+		}
+		if t.cfg.MaxConns > 0 && t.open.Load() >= int64(t.cfg.MaxConns) {
+			conn.Close()
+			t.refused.Add(1)
+			if every(&t.lastRef) {
+				t.log.Warn("connection refused: -max-connections reached", "max", t.cfg.MaxConns, "refused_so_far", t.refused.Load())
 			}
 			continue
 		}
@@ -223,6 +243,9 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 
 	lastChance := false
 	for {
+		if t.cfg.IdleTimeout > 0 && !closing.Load() {
+			conn.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+		}
 		n, err := sp.Fill(conn)
 		if n > 0 {
 			for sp.Next(b, t.cfg.BatchSize) {
@@ -234,15 +257,16 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 		if err == nil {
 			continue
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && !closing.Load() {
+			t.idle.Add(1) // idle for IdleTimeout: closed (the partial line below is dropped)
+		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && closing.Load() && !lastChance {
 			// Shutting down: take what the client already sent, briefly.
 			lastChance = true
 			conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 			continue
 		}
-		if errors.Is(err, io.EOF) {
-			sp.Final(b)
-		}
+		sp.Abandon() // a partial last line is not a point (carbon drops it too)
 		break
 	}
 	send()

@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -59,7 +61,13 @@ func (c *collector) waitFor(t *testing.T, n int) []string {
 
 func startTCP(t *testing.T, send SendFunc) (*TCP, func()) {
 	t.Helper()
-	l, err := NewTCP(TCPConfig{Addr: "127.0.0.1:0", Send: send, Logger: quiet, MaxLine: 1024})
+	return startTCPWith(t, TCPConfig{Send: send})
+}
+
+func startTCPWith(t *testing.T, cfg TCPConfig) (*TCP, func()) {
+	t.Helper()
+	cfg.Addr, cfg.Logger, cfg.MaxLine = "127.0.0.1:0", quiet, 1024
+	l, err := NewTCP(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +137,11 @@ func TestAcceptedForms(t *testing.T) {
 	l, stop := startTCP(t, col.send)
 	c := dial(t, l)
 	io.WriteString(c, "a 1 2\r\nb  2\t3\ninf.v Inf 4\ntagged;k=v 1 5\nlast 9 9")
-	c.Close() // the final line has no newline: it is still delivered whole
-	got := col.waitFor(t, 5)
+	c.Close() // the final line has no newline: dropped and counted, as carbon does
+	got := col.waitFor(t, 4)
+	testutil.WaitFor(t, "the unterminated line counted", 30*time.Second, func() bool { return l.Rejected[batch.ReasonUnterminated].Load() == 1 })
 	stop()
-	want := "a 1 2|b 2 3|inf.v Inf 4|tagged;k=v 1 5|last 9 9"
+	want := "a 1 2|b 2 3|inf.v Inf 4|tagged;k=v 1 5"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("got %q, want %q", strings.Join(got, "|"), want)
 	}
@@ -190,5 +199,35 @@ func TestPortInUse(t *testing.T) {
 	defer stop()
 	if _, err := NewTCP(TCPConfig{Addr: l.Addr().String(), Send: col.send}); err == nil {
 		t.Fatal("second bind on the same port succeeded")
+	}
+}
+
+// An idle client is disconnected after IdleTimeout (carbon-c-relay does it
+// after 10 minutes), and connections beyond MaxConns are refused; both are
+// counted. A client that keeps sending stays.
+func TestIdleTimeoutAndMaxConnections(t *testing.T) {
+	col := newCollector()
+	l, stop := startTCPWith(t, TCPConfig{Send: col.send, IdleTimeout: 200 * time.Millisecond, MaxConns: 2})
+	defer stop()
+	idle := dial(t, l)
+	busy := dial(t, l)
+	testutil.WaitFor(t, "two open", 30*time.Second, func() bool { return l.Stats().Connections == 2 })
+	third := dial(t, l)
+	third.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := third.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a third connection over MaxConns 2 was served")
+	}
+	for i := range 10 { // busy keeps talking across several idle periods
+		fmt.Fprintf(busy, "busy.m%d 1 2\n", i)
+		time.Sleep(50 * time.Millisecond)
+	}
+	idle.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Fatal("idle connection not closed")
+	}
+	col.waitFor(t, 10)
+	st := l.Stats()
+	if st.IdleClosed < 1 || st.Refused != 1 {
+		t.Fatalf("stats %+v: want ≥1 idle close and 1 refusal", st)
 	}
 }

@@ -17,6 +17,7 @@ type config struct {
 	listenAddr, statAddr         string
 	apiAddr                      string
 	admin                        daemon.AdminFlags
+	clients                      daemon.ClientFlags
 	queueCap, workers, batchSize int
 	consoleOut, verbose          bool
 	metricsFlush                 int
@@ -56,6 +57,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientCert, "client-cert", "", "Client certificate (PEM) for mutual TLS")
 	fs.StringVar(&c.clientKey, "client-key", "", "Client key (PEM) for mutual TLS")
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur-proxy listen address")
+	c.clients.Register(fs)
 	fs.StringVar(&c.statAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
 	fs.StringVar(&c.apiAddr, "api-addr", "", "API listen address for ping/stats/memstats (empty disables)")
 	c.admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/stats, and a status page on /")
@@ -87,6 +89,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-validation: %w", err)
 	}
 	if err := c.admin.Check("POLYMUR_PROXY"); err != nil {
+		return nil, err
+	}
+	if err := c.clients.Check(); err != nil {
 		return nil, err
 	}
 	if err := daemon.CheckSpoolMode(c.spoolMode, c.spoolDir); err != nil {

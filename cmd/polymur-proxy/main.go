@@ -47,7 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return err
 	}
 	lis, err := listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.level, MaxLine: c.maxLine,
-		DrainTimeout: c.drainTimeout, Send: p.send, Logger: log})
+		DrainTimeout: c.drainTimeout, Send: p.send, Logger: log,
+		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})
 	if err != nil {
 		return fmt.Errorf("-listen-addr: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 // config is polymur's parsed and validated command line.
 type config struct {
 	daemon.RelayFlags
+	clients     daemon.ClientFlags
 	listenAddr  string
 	test        bool
 	mode        string
@@ -47,6 +48,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	var c config
 	c.Register(fs, "POLYMUR")
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur listen address")
+	c.clients.Register(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
 	c.statsd.register(fs)
 	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' and exit; connects nowhere")
@@ -57,6 +59,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
 	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	if err := c.clients.Check(); err != nil {
 		return nil, err
 	}
 	switch c.mode {

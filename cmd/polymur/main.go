@@ -53,7 +53,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	lis, err = listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
-		DrainTimeout: c.DrainTimeout, Send: relay.Pool.Send, Logger: log})
+		DrainTimeout: c.DrainTimeout, Send: relay.Pool.Send, Logger: log,
+		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})
 	if err != nil {
 		relay.Close()
 		return fmt.Errorf("-listen-addr: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/polymur/polymur/admin"
 )
@@ -70,4 +71,24 @@ func (a *AdminFlags) Apply(cfg *admin.Config) {
 			cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		}
 	}
+}
+
+// ClientFlags limit the clients of a metrics listener (polymur, the proxy).
+type ClientFlags struct {
+	IdleTimeout time.Duration
+	MaxConns    int
+}
+
+// Register defines -client-idle-timeout and -max-connections.
+func (c *ClientFlags) Register(fs *flag.FlagSet) {
+	fs.DurationVar(&c.IdleTimeout, "client-idle-timeout", 10*time.Minute, "Disconnect a client that sent nothing for this long (carbon-c-relay: 10 minutes); 0 never")
+	fs.IntVar(&c.MaxConns, "max-connections", 0, "Most client connections open at once on the metrics port; more are closed at once and counted (0: no limit)")
+}
+
+// Check validates the client flags.
+func (c *ClientFlags) Check() error {
+	return Require(
+		Rule{"-client-idle-timeout must be 0 or positive", c.IdleTimeout >= 0},
+		Rule{"-max-connections must be 0 or positive", c.MaxConns >= 0},
+	)
 }
