@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -276,6 +278,21 @@ func TestHelp(t *testing.T) {
 	for _, want := range []string{"-listen-addr", "[POLYMUR_LISTEN_ADDR]", "-distribution", "hash-route", "-drain-timeout", "-test"} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+// A state file that lists nothing ({} or an emptied list) must not silently
+// replace -destinations: refused at start unless -allow-empty-state.
+func TestEmptyStateFileRefused(t *testing.T) {
+	a := testutil.NewSink(t)
+	for _, content := range []string{"{}", `{"destinations": []}`} {
+		state := filepath.Join(t.TempDir(), "state.json")
+		os.WriteFile(state, []byte(content), 0o600)
+		args := []string{"-listen-addr", "127.0.0.1:0", "-api-addr", "", "-stat-addr", "", "-destinations", a.Addr(), "-state-file", state}
+		err := run(context.Background(), args, strings.NewReader(""), io.Discard, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "-allow-empty-state") {
+			t.Fatalf("state file %s: err %v", content, err)
 		}
 	}
 }

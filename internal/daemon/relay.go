@@ -53,6 +53,7 @@ type RelayFlags struct {
 	SpoolFsync               time.Duration
 	SpoolMode                string
 	StateFile                string
+	AllowEmptyState          bool
 
 	// Set by the daemon, not by flags: statsd mode's UDP output and ring,
 	// and commands added to the control API.
@@ -92,6 +93,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")
 	fs.DurationVar(&f.SpoolFsync, "spool-fsync-interval", time.Second, SpoolFsyncHelp)
 	fs.StringVar(&f.SpoolMode, "spool-mode", "overflow", SpoolModeHelp)
+	fs.BoolVar(&f.AllowEmptyState, "allow-empty-state", false, "Start even when -state-file lists no destinations while -destinations names some (the file then wins and there is nothing to send to)")
 	fs.StringVar(&f.StateFile, "state-file", "", "File that keeps runtime destination changes (putdest/deldest) across restarts; when it exists it replaces -destinations")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	fs.StringVar(&f.LogFormat, "log-format", "text", "Log format: text or json")
@@ -119,6 +121,9 @@ func (f *RelayFlags) Check() error {
 		saved, ok, err := readState(f.StateFile)
 		if err != nil {
 			return fmt.Errorf("-state-file: %w", err)
+		}
+		if ok && len(saved) == 0 && len(f.Dests) > 0 && !f.AllowEmptyState {
+			return fmt.Errorf("-state-file %s lists no destinations, which would replace the %d of -destinations: delete the file, or start with -allow-empty-state", f.StateFile, len(f.Dests))
 		}
 		if ok {
 			if f.Dests, err = pool.ParseDestinations(strings.Join(saved, ",")); err != nil {
@@ -246,7 +251,10 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	}
 	if f.StateFile != "" {
 		if f.fromState {
-			log.Info("destinations from the state file (runtime changes of an earlier run)", "state_file", f.StateFile, "destinations", len(f.Dests))
+			log.Info("destinations from the state file (runtime changes of an earlier run); they override -destinations", "state_file", f.StateFile, "destinations", len(f.Dests))
+			if len(f.Dests) == 0 {
+				log.Warn("the state file lists no destinations: nothing will be sent until putdest", "state_file", f.StateFile)
+			}
 		}
 		pc.OnChange = func(dests []string) {
 			if err := writeState(f.StateFile, dests); err != nil {
