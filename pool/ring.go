@@ -182,18 +182,29 @@ func position(key []byte) uint32 {
 }
 
 func newRing(dests []Destination) *ring {
-	r := &ring{n: len(dests), entries: make([]ringEntry, 0, replicas*len(dests))}
-	taken := make(map[uint32]bool, replicas*len(dests))
+	total := replicas * len(dests)
+	r := &ring{n: len(dests), entries: make([]ringEntry, 0, total)}
+	// free finds the first position at or after p not yet taken — carbon's
+	// "while pos in taken: pos += 1" — with a union-find over positions
+	// (path halving), so a dense ring of thousands of nodes builds in near
+	// linear time instead of walking ever longer runs of taken positions.
+	next := make([]uint32, 65536+total+1) // next[p]-1 is a candidate at or after p; 0: p is free
+	free := func(p uint32) uint32 {
+		for next[p] != 0 {
+			if n := next[next[p]-1]; n != 0 {
+				next[p] = n // halve the path
+			}
+			p = next[p] - 1
+		}
+		return p
+	}
 	var key []byte
 	for node, d := range dests {
 		base := d.nodeKey() + ":"
 		for i := range replicas {
 			key = strconv.AppendInt(append(key[:0], base...), int64(i), 10)
-			pos := position(key)
-			for taken[pos] {
-				pos++
-			}
-			taken[pos] = true
+			pos := free(position(key))
+			next[pos] = pos + 2 // taken: continue at pos+1
 			r.entries = append(r.entries, ringEntry{pos: pos, node: node})
 		}
 	}
