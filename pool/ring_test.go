@@ -3,10 +3,10 @@ package pool
 import (
 	"bufio"
 	"fmt"
-	"slices"
-	"strconv"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
