@@ -1,7 +1,9 @@
 package faults
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -88,4 +90,36 @@ func TestBrokenStderrPipe(t *testing.T) {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
 	done <- nil
+}
+
+// SIGHUP on a gateway with a certificate re-reads it: a renewed certificate
+// is served without a restart.
+func TestGatewaySighupReloadsCertificate(t *testing.T) {
+	s := testutil.NewSink(t)
+	files := testutil.NewTLSFiles(t)
+	addr, api := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1", "-listen-http-port", "off",
+		"-listen-https-port", port, "-cert", files.CertFile, "-key", files.KeyFile, "-api-addr", api, "-stat-addr", "", "-destinations", s.Addr())
+	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
+	serial := func() string {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	next := testutil.NewTLSFiles(t)
+	for _, p := range [][2]string{{next.CertFile, files.CertFile}, {next.KeyFile, files.KeyFile}} {
+		b, _ := os.ReadFile(p[0])
+		os.WriteFile(p[1], b, 0o600)
+	}
+	gw.Cmd.Process.Signal(syscall.SIGHUP)
+	testutil.WaitFor(t, "the renewed certificate served", limit, func() bool { return serial() != before })
+	if !strings.Contains(gw.Logs.String(), "TLS certificate reloaded") {
+		t.Fatalf("no reload logged:\n%s", gw.Logs)
+	}
+	gw.Stop(t)
 }

@@ -552,6 +552,10 @@ var (
 // Buffered returns the bytes of the budget in use and the bound.
 func (h *Ingest) Buffered() (int64, int64) { return h.held.Load(), h.cfg.MaxBuffered }
 
+// CertCheckInterval is how often a served certificate's files are checked
+// for a change.
+const CertCheckInterval = 10 * time.Second
+
 // HTTPServer serves a handler on one bound address, over TLS when a
 // certificate is given, with every timeout set.
 type HTTPServer struct {
@@ -560,6 +564,9 @@ type HTTPServer struct {
 	grace time.Duration
 	log   *slog.Logger
 	name  string
+	// Certs is the served certificate (nil for plain HTTP): Run watches its
+	// files; the daemon reloads it on SIGHUP.
+	Certs *Certs
 }
 
 // NewHTTPServer binds addr. With certFile and keyFile it serves HTTPS (and
@@ -578,12 +585,13 @@ func NewHTTPServer(name, addr, certFile, keyFile string, h http.Handler, grace t
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	var tlsConf *tls.Config
+	var certs *Certs
 	if certFile != "" || keyFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("TLS certificate: %w", err)
+		var err error
+		if certs, err = NewCerts(certFile, keyFile, log); err != nil {
+			return nil, err
 		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+		tlsConf = ServerTLS(certs)
 		srv.TLSConfig = tlsConf
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -593,7 +601,7 @@ func NewHTTPServer(name, addr, certFile, keyFile string, h http.Handler, grace t
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-	return &HTTPServer{ln: ln, srv: srv, grace: grace, log: log, name: name}, nil
+	return &HTTPServer{ln: ln, srv: srv, grace: grace, log: log, name: name, Certs: certs}, nil
 }
 
 // Addr returns the bound address.
@@ -605,6 +613,13 @@ func (s *HTTPServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	s.log.Info(s.name+" listening", "addr", s.ln.Addr().String())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if s.Certs != nil {
+		wctx, stop := context.WithCancel(ctx)
+		defer stop()
+		wg.Go(func() { s.Certs.Watch(wctx, CertCheckInterval) })
+	}
 	select {
 	case err := <-errc:
 		return err

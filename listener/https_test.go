@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -423,5 +424,49 @@ func TestIngestPerKeyFairShare(t *testing.T) {
 	n, _ := conns[0].Read(buf)
 	if !strings.Contains(string(buf[:n]), "408") && !strings.Contains(string(buf[:n]), "503") {
 		t.Fatalf("a trickling upload got %q, want 408 (or 503 over the share)", buf[:n])
+	}
+}
+
+// A renewed certificate is served without a restart: Reload (the gateway's
+// SIGHUP) and Watch (the files changed) both pick it up; a broken pair
+// keeps the old one.
+func TestCertificateReload(t *testing.T) {
+	files := testutil.NewTLSFiles(t)
+	certs, err := NewCerts(files.CertFile, files.KeyFile, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() string {
+		c, _ := certs.Get(nil)
+		return c.Leaf.SerialNumber.String()
+	}
+	first := serial()
+	renew := func() {
+		next := testutil.NewTLSFiles(t)
+		for _, p := range [][2]string{{next.CertFile, files.CertFile}, {next.KeyFile, files.KeyFile}} {
+			b, _ := os.ReadFile(p[0])
+			os.WriteFile(p[1], b, 0o600)
+		}
+	}
+	renew()
+	if err := certs.Reload(); err != nil || serial() == first {
+		t.Fatalf("Reload: %v, serial %s (was %s)", err, serial(), first)
+	}
+	second := serial()
+	os.WriteFile(files.KeyFile, []byte("garbage"), 0o600)
+	if err := certs.Reload(); err == nil || serial() != second {
+		t.Fatalf("a broken pair replaced the certificate: %v", err)
+	}
+	renew()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { certs.Watch(ctx, 10*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	testutil.WaitFor(t, "the watcher reloads the changed files", 30*time.Second, func() bool { return serial() != second })
+	cfg := ServerTLS(certs)
+	for _, s := range cfg.CipherSuites {
+		if !strings.Contains(tls.CipherSuiteName(s), "GCM") && !strings.Contains(tls.CipherSuiteName(s), "CHACHA20_POLY1305") {
+			t.Fatalf("non-AEAD suite %s", tls.CipherSuiteName(s))
+		}
 	}
 }

@@ -37,7 +37,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
-	defer daemon.HandleSignals(log)()
 	kc := keysync.Config{Prefix: c.keysPath, Refresh: c.keyRefresh, Logger: log}
 	if c.devMode {
 		kc.Static = map[string]string{"123": "dev"}
@@ -71,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		log.Info("Go memory limit set from -max-buffered-bytes", "limit_bytes", limit)
 	}
 	var producers []func(context.Context) error
+	var certs []*listener.Certs
 	for _, l := range []struct{ name, addr, cert, key string }{
 		{"http", c.httpAddr(), "", ""},
 		{"https", c.httpsAddr(), c.cert, c.key},
@@ -85,7 +85,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		}
 		relay.Addrs[l.name] = srv.Addr().String()
 		producers = append(producers, srv.Run)
+		if srv.Certs != nil {
+			certs = append(certs, srv.Certs)
+		}
 	}
+	// SIGHUP re-reads the TLS certificate (until then SIGHUP was ignored
+	// from the start: see daemon.SignalContext).
+	var reload func()
+	if len(certs) > 0 {
+		reload = func() {
+			for _, c := range certs {
+				c.ReloadAndLog("SIGHUP")
+			}
+		}
+	}
+	defer daemon.HandleSignalsReload(log, reload)()
 	relay.Go(keys.Run)
 	relay.AddMetrics(gatewayMetrics(keys, ingest))
 	relay.AddNotReady(func() []string {

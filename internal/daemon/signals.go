@@ -21,7 +21,12 @@ func SignalContext() (context.Context, context.CancelFunc) {
 // terminal) is logged and ignored — there is no configuration to reload —
 // and a broken pipe on stdout or stderr becomes a write error instead of
 // ending the process. stop ends the logging; the signals stay ignored.
-func HandleSignals(log *slog.Logger) (stop func()) {
+func HandleSignals(log *slog.Logger) (stop func()) { return HandleSignalsReload(log, nil) }
+
+// HandleSignalsReload is HandleSignals where SIGHUP calls reload (when not
+// nil) instead of only being logged: the gateway re-reads its TLS
+// certificate.
+func HandleSignalsReload(log *slog.Logger, reload func()) (stop func()) {
 	ch := make(chan os.Signal, 4)
 	signal.Notify(ch, syscall.SIGHUP, syscall.SIGPIPE)
 	done := make(chan struct{})
@@ -31,7 +36,10 @@ func HandleSignals(log *slog.Logger) (stop func()) {
 		for {
 			select {
 			case s := <-ch:
-				if s == syscall.SIGHUP {
+				switch {
+				case s == syscall.SIGHUP && reload != nil:
+					reload()
+				case s == syscall.SIGHUP:
 					log.Warn("SIGHUP received and ignored: nothing to reload (SIGTERM or SIGINT stops the daemon)")
 				}
 			case <-done:
