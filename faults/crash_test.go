@@ -109,3 +109,26 @@ func TestKill9ProxyWriteAhead(t *testing.T) {
 	px.Stop(t)
 	gw.Stop(t)
 }
+
+// SIGTERM on a proxy whose gateway is down, with a spool: what it holds goes
+// to the spool at once — it does not retry until its (here 10-minute) drain
+// deadline — and the next start sends it.
+func TestProxyStopWithGatewayDownSpoolsAtOnce(t *testing.T) {
+	s := testutil.NewCountingSink(t)
+	gwAddr, listen, api := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	args := []string{"-listen-addr", listen, "-stat-addr", "", "-api-addr", api, "-gateway", "http://" + gwAddr, "-api-key", "123",
+		"-spool-dir", t.TempDir(), "-drain-timeout", "10m", "-flush-interval", "50ms"}
+	px := testutil.StartProc(t, bin("polymur-proxy"), nil, args...)
+	testutil.WaitFor(t, "proxy API", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
+	const n = 20_000
+	testutil.SendTCP(t, listen, spoolInput("proxystop", n))
+	testutil.WaitFor(t, "every line received", limit, func() bool { return testutil.JSONInt(testutil.Ask(api, "stats"), "received") == n })
+	px.Stop(t) // fails the test if it waited out the 10-minute drain
+	_, port, _ := net.SplitHostPort(gwAddr)
+	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1",
+		"-listen-http-port", port, "-api-addr", "", "-stat-addr", "", "-destinations", s.Addr())
+	px = testutil.StartProc(t, bin("polymur-proxy"), nil, args...)
+	testutil.WaitFor(t, "the spooled lines delivered", limit, func() bool { return s.Count() >= n })
+	px.Stop(t)
+	gw.Stop(t)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -151,4 +152,35 @@ func TestGatewayMemoryIsBounded(t *testing.T) {
 		}
 		gw.Stop(t)
 	})
+}
+
+// -key-prefix with -spool-dir: a valid ~60 MB request grows past 64 MiB
+// once prefixed; it used to exceed the spool's message limit and be dropped
+// after the 200. Now it is spooled in bounded records and every line
+// arrives, prefixed, once the destination is back.
+func TestGatewayKeyPrefixSpoolsLargeRequest(t *testing.T) {
+	s := testutil.NewSink(t)
+	s.Stop()
+	addr, api := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-key-prefix", "-listen-addr", "127.0.0.1",
+		"-listen-http-port", port, "-api-addr", api, "-stat-addr", "", "-destinations", s.Addr(),
+		"-spool-dir", t.TempDir(), "-dead-after", "1", "-spool-replay-rate", "2000000")
+	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
+	const per = 1_200_000
+	body := gzipLines("p", per, 20) // ~60 MB decoded, ~66 MB prefixed
+	p := &poster{url: "http://" + addr + "/ingest"}
+	if !p.post(body, nil) {
+		t.Fatalf("request refused (%d failures)", p.failed.Load())
+	}
+	s.Start()
+	testutil.WaitFor(t, "every line delivered", limit, func() bool { return s.Count() >= per })
+	time.Sleep(300 * time.Millisecond)
+	if s.Count() != per {
+		t.Fatalf("%d lines delivered, want %d", s.Count(), per)
+	}
+	if l := s.Lines()[0]; !strings.HasPrefix(l, "dev.p.") {
+		t.Fatalf("line not prefixed: %q", l)
+	}
+	gw.Stop(t)
 }

@@ -379,13 +379,14 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	accepted := counts.Accepted // fold zeroes counts
 	h.fold(counts)
 	h.bytesIn.Add(uint64(n.in))
 	h.bytesOut.Add(uint64(n.out))
 	h.statusMu.Lock()
 	h.byKey[name]++
 	h.statusMu.Unlock()
-	h.log.Debug("batch received", "client", ClientLabel(r), "key", name, "n", counts.Accepted, "batches", len(bs))
+	h.log.Debug("batch received", "client", ClientLabel(r), "key", name, "n", accepted, "batches", len(bs))
 	h.replyKey(w, http.StatusOK, name, "Batch Received\n")
 }
 

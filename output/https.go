@@ -95,6 +95,7 @@ type Output struct {
 	posts     chan *batch.Batch // gathered batches waiting for a worker
 	inClosed  chan struct{}
 	closeOnce sync.Once
+	draining  chan struct{} // closed when shutdown starts
 
 	sp       *spool.Spool
 	lock     *spool.Lock
@@ -191,6 +192,7 @@ func New(cfg Config) (*Output, error) {
 		in:       make(chan *batch.Batch, cfg.QueueCap),
 		posts:    make(chan *batch.Batch, cfg.Workers),
 		inClosed: make(chan struct{}),
+		draining: make(chan struct{}),
 		drops:    map[string]uint64{},
 	}, nil
 }
@@ -326,6 +328,7 @@ func (o *Output) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		<-ctx.Done()
+		close(o.draining)
 		t := time.NewTimer(o.cfg.DrainGrace)
 		defer t.Stop()
 		select {
@@ -480,7 +483,10 @@ func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byt
 			}
 			return
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || (o.sp != nil && o.isDraining() && (err != nil || code != http.StatusOK)) {
+			// At the hard stop, or shutting down with a spool while the
+			// gateway fails: keep it on disk now instead of retrying until
+			// the drain deadline.
 			o.log.Error("batch not delivered before shutdown", "worker", id, "n", b.Len(), "spooled", o.sp != nil)
 			o.keep(b, DropShutdown)
 			return
@@ -530,6 +536,16 @@ func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byt
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+		case <-o.draining:
+			if o.sp == nil { // without a spool, retrying is all there is
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
+			} else {
+				t.Stop()
+			}
 		}
 	}
 }
@@ -629,6 +645,15 @@ func (o *Output) Stats() Stats {
 		st.SpoolBytes = o.sp.Bytes()
 	}
 	return st
+}
+
+func (o *Output) isDraining() bool {
+	select {
+	case <-o.draining:
+		return true
+	default:
+		return false
+	}
 }
 
 // chainDone adds done to what b calls when it is released.
