@@ -33,6 +33,7 @@ type options struct {
 	statsdN   int
 	rates     []int
 	only      string
+	skipSpool bool
 }
 
 func main() {
@@ -45,6 +46,7 @@ func main() {
 	flag.StringVar(&o.peer, "peer", "carbon-c-relay", "carbon-c-relay binary (name on PATH or path)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install carbon-c-relay when it is missing")
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "longest wait for one scenario")
+	flag.BoolVar(&o.skipSpool, "skip-spool", false, "skip the spool-mode scenarios")
 	flag.BoolVar(&o.skipExtra, "skip-extra", false, "skip the proxy/gateway, idle-connection and statsd measurements")
 	home, _ := os.UserHomeDir()
 	flag.StringVar(&o.statsdDir, "statsd-dir", filepath.Join(home, ".cache/polymur/statsd-0.9.0/node_modules/statsd"), "statsd's npm package (proxy.js), for the statsd-mode comparison")
@@ -100,6 +102,19 @@ func bench(o options) error {
 		for _, conns := range o.conns {
 			in := generate(o.lines, conns)
 			relays := []relay{polymurRelay(o.bin, "defaults", nil)}
+			if !o.skipSpool {
+				// What the spool modes cost while every destination keeps
+				// up: overflow (the default with a spool) and always
+				// (write-ahead: one disk write and read per batch).
+				for _, m := range []string{"overflow", "always"} {
+					dir, err := os.MkdirTemp("", "polymur-bench-spool")
+					if err != nil {
+						return err
+					}
+					defer os.RemoveAll(dir)
+					relays = append(relays, polymurRelay(o.bin, "-spool-mode "+m, []string{"-spool-dir", dir, "-spool-mode", m}))
+				}
+			}
 			if peer != "" {
 				relays = append(relays,
 					ccrRelay(peer, fmt.Sprintf("-w %d -q 1000000 -b 10000", runtime.NumCPU()), []string{"-w", strconv.Itoa(runtime.NumCPU()), "-q", "1000000", "-b", "10000"}),
