@@ -551,8 +551,10 @@ func (w *writer) replayChan() (<-chan spool.Record, <-chan time.Time) {
 	if w.d.sp == nil || (w.p.draining.Load() && !w.p.cfg.SpoolAlways) {
 		return nil, nil
 	}
-	if w.p.cfg.SpoolAlways {
-		return w.d.sp.Chan(), nil // the spool is the queue: no replay budget
+	if w.p.cfg.SpoolAlways || w.d.q.depth() == 0 {
+		// The spool is the queue (write-ahead), or no new point is waiting:
+		// nothing to be fair to, so no replay budget.
+		return w.d.sp.Chan(), nil
 	}
 	w.refill()
 	if w.tokens > 0 {
@@ -593,8 +595,9 @@ func (w *writer) replay(rec *spool.Record) {
 	if rec != nil {
 		take(*rec)
 	}
-	if always {
-		// Write-ahead: read ahead of the socket by at most readAhead bytes.
+	if always || w.d.q.depth() == 0 {
+		// Write-ahead, or no new point waiting: read ahead of the socket by
+		// at most readAhead bytes, unpaced.
 		for bytes < readAhead {
 			select {
 			case rec := <-w.d.sp.Chan():
