@@ -88,8 +88,20 @@ func startWith(t *testing.T, cfg Config) string {
 
 func do(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
+	return request(t, method, url, body, map[string]string{"Authorization": "Bearer " + testToken})
+}
+
+// request sends one request with the given headers ("Host" sets the Host).
+func request(t *testing.T, method, url, body string, hdr map[string]string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -159,24 +171,6 @@ func TestConfigErrors(t *testing.T) {
 // refuse requests without the token, from another site (a form post from
 // any web page), and naming a host that is not this server (DNS rebinding).
 func TestProtectedEndpoints(t *testing.T) {
-	send := func(t *testing.T, method, url string, hdr map[string]string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, url, strings.NewReader("127.0.0.1:2999"))
-		for k, v := range hdr {
-			if k == "Host" {
-				req.Host = v
-				continue
-			}
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
 	auth := "Bearer " + testToken
 	off := startWith(t, Config{})
 	on := startWith(t, Config{Write: true, Pprof: true, Token: testToken, AllowedHosts: []string{"relay1.example"}})
@@ -205,7 +199,7 @@ func TestProtectedEndpoints(t *testing.T) {
 		{"pprof with token", on, "GET", "/debug/pprof/cmdline", map[string]string{"Authorization": auth}, 200, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := send(t, tc.method, tc.base+tc.path, tc.hdr)
+			code, body := request(t, tc.method, tc.base+tc.path, "127.0.0.1:2999", tc.hdr)
 			if code != tc.code || !strings.Contains(body, tc.want) {
 				t.Fatalf("%s %s → %d %q, want %d containing %q", tc.method, tc.path, code, body, tc.code, tc.want)
 			}

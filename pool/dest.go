@@ -381,36 +381,34 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 // writeOnce writes the pending batches with one vectored write. On error the
 // lines not completely written stay pending for the next connection.
 func (w *writer) writeOnce(conn net.Conn) error {
-	for {
-		w.bufs = w.bufs[:0]
-		for i, b := range w.pending {
-			if i == 0 {
-				w.bufs = append(w.bufs, b.Buf[w.off:])
-			} else {
-				w.bufs = append(w.bufs, b.Buf)
-			}
+	w.bufs = w.bufs[:0]
+	for i, b := range w.pending {
+		if i == 0 {
+			w.bufs = append(w.bufs, b.Buf[w.off:])
+		} else {
+			w.bufs = append(w.bufs, b.Buf)
 		}
-		// One deadline for the whole write: a trickle of progress does not
-		// stretch it (a peer that takes longer than -write-timeout for one
-		// write is stalled and gets a new connection; nothing pending is
-		// lost). Shutdown shortens it to the drain deadline.
-		dl := time.Now().Add(w.p.cfg.WriteTimeout)
-		if dd := w.p.drainDeadline(); !dd.IsZero() && dd.Before(dl) {
-			dl = dd
-		}
-		conn.SetWriteDeadline(dl)
-		bufs := w.bufs
-		start := time.Now()
-		n, err := bufs.WriteTo(conn)
-		if obs := w.p.cfg.ObserveWrite; obs != nil {
-			obs(time.Since(start))
-		}
-		w.consume(int(n))
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
-		}
-		return err
 	}
+	// One deadline for the whole write: a trickle of progress does not
+	// stretch it (a peer that takes longer than -write-timeout for one
+	// write is stalled and gets a new connection; nothing pending is
+	// lost). Shutdown shortens it to the drain deadline.
+	dl := time.Now().Add(w.p.cfg.WriteTimeout)
+	if dd := w.p.drainDeadline(); !dd.IsZero() && dd.Before(dl) {
+		dl = dd
+	}
+	conn.SetWriteDeadline(dl)
+	bufs := w.bufs
+	start := time.Now()
+	n, err := bufs.WriteTo(conn)
+	if obs := w.p.cfg.ObserveWrite; obs != nil {
+		obs(time.Since(start))
+	}
+	w.consume(int(n))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
+	}
+	return err
 }
 
 // noteUnacked counts, when a connection is lost, the lines the kernel still
