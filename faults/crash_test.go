@@ -132,3 +132,35 @@ func TestProxyStopWithGatewayDownSpoolsAtOnce(t *testing.T) {
 	px.Stop(t)
 	gw.Stop(t)
 }
+
+// The gateway with -spool-mode always answers 200 only once a request's
+// lines are on disk: killed (-9, the OOM killer) with its destination down
+// and restarted, it delivers every line the proxy was told was accepted;
+// the proxy resends what was not.
+func TestKill9GatewayWriteAhead(t *testing.T) {
+	s := testutil.NewCountingSink(t)
+	s.Stop()
+	gwAddr, gwAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	_, port, _ := net.SplitHostPort(gwAddr)
+	gwArgs := []string{"-dev-mode", "-listen-addr", "127.0.0.1", "-listen-http-port", port, "-api-addr", gwAPI, "-stat-addr", "",
+		"-destinations", s.Addr(), "-spool-dir", t.TempDir(), "-spool-mode", "always"}
+	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, gwArgs...)
+	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(gwAPI, "ping") == "pong" })
+	listen, api := testutil.FreeAddr(t), testutil.FreeAddr(t)
+	px := testutil.StartProc(t, bin("polymur-proxy"), nil, "-listen-addr", listen, "-stat-addr", "", "-api-addr", api,
+		"-gateway", "http://"+gwAddr, "-api-key", "123", "-flush-interval", "50ms")
+	testutil.WaitFor(t, "proxy API", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
+	const n = 200_000
+	testutil.SendTCP(t, listen, spoolInput("gwcrash", n))
+	testutil.WaitFor(t, "the gateway acknowledged every line", limit, func() bool {
+		return testutil.JSONInt(testutil.Ask(api, "stats"), "sent") == n
+	})
+	kill9(t, gw)
+	s.Start()
+	gw = testutil.StartProc(t, bin("polymur-gateway"), nil, gwArgs...)
+	testutil.WaitFor(t, "every acknowledged line delivered", limit, func() bool { return s.Count() >= n })
+	time.Sleep(300 * time.Millisecond)
+	t.Logf("gateway kill -9 after acknowledging %d lines: %d delivered after the restart", n, s.Count())
+	px.Stop(t)
+	gw.Stop(t)
+}
