@@ -219,10 +219,9 @@ func isACL(err error) bool {
 	return errors.Is(err, errACL) || strings.Contains(err.Error(), "403") || strings.Contains(err.Error(), "Permission denied")
 }
 
-// distrust checks a listing before it replaces the keys: one filtered by
-// ACLs (the token may not read every key: with default deny the answer is
-// simply empty) or one that drops every key at once is an error, not a
-// new key set.
+// distrust checks a listing before it replaces the keys: one marked
+// filtered by ACLs, or an empty one under default deny (what a token
+// without its policy gets), is an error, not a new key set.
 func (c *Cache) distrust(pairs api.KVPairs, meta *api.QueryMeta) error {
 	if meta != nil && meta.ResultsFilteredByACLs {
 		return fmt.Errorf("%w: the token may not read the keys under %s (Consul filtered the answer; check CONSUL_HTTP_TOKEN and its policy)", errACL, c.cfg.Prefix)
@@ -231,13 +230,10 @@ func (c *Cache) distrust(pairs api.KVPairs, meta *api.QueryMeta) error {
 	if len(names) > 0 {
 		return nil
 	}
-	if err := emptyUnderDeny(c.cfg.Prefix, meta); err != nil {
-		return err
-	}
-	if old := c.snap.Load(); old != nil && len(old.names) > 0 {
-		return fmt.Errorf("%w: every one of the %d keys vanished at once (a detached ACL policy?); restart the gateway if they were really all deleted", errACL, len(old.names))
-	}
-	return nil
+	// Without ACLs (or with default allow) an empty listing is the truth:
+	// the last key was revoked. Under default deny it is what a token that
+	// lost its policy sees, and the same answer as "no keys".
+	return emptyUnderDeny(c.cfg.Prefix, meta)
 }
 
 // emptyUnderDeny: Consul answers a listing the token may not read with an
@@ -245,7 +241,7 @@ func (c *Cache) distrust(pairs api.KVPairs, meta *api.QueryMeta) error {
 // answer as "no keys". Under deny, an empty listing is taken as refused.
 func emptyUnderDeny(prefix string, meta *api.QueryMeta) error {
 	if meta != nil && meta.DefaultACLPolicy == "deny" {
-		return fmt.Errorf("%w: no keys visible under %s and Consul's default ACL policy is deny: the token (CONSUL_HTTP_TOKEN) may not read them", errACL, prefix)
+		return fmt.Errorf("%w: no keys visible under %s and Consul's default ACL policy is deny: the token (CONSUL_HTTP_TOKEN) may not read them (the last good keys stay in force; if every key was deleted on purpose, restart the gateway)", errACL, prefix)
 	}
 	return nil
 }
