@@ -8,7 +8,7 @@ import (
 
 // TestImportRules enforces DESIGN.md's import DAG: library packages never
 // import each other sideways (they meet through funcs that cmd/ wires), all
-// may use the leaves batch and spool, and only keysync reaches Consul.
+// may use the leaves batch, ring and spool, and only keysync reaches Consul.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
 	library := []string{"listener", "pool", "output", "api", "admin", "keysync", "runstats"}
@@ -30,6 +30,8 @@ func TestImportRules(t *testing.T) {
 			switch {
 			case pkg == "batch":
 				t.Errorf("batch is the leaf package but imports %s", d)
+			case pkg == "ring":
+				t.Errorf("ring is a leaf (placement only) but imports %s", d)
 			case pkg == "spool" && d != "batch":
 				t.Errorf("spool is a leaf beside batch but imports %s", d)
 			case contains(library, pkg) && contains(library, d):

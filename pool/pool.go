@@ -27,6 +27,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/ring"
 	"github.com/polymur/polymur/spool"
 )
 
@@ -208,7 +209,7 @@ type Pool struct {
 // view is an immutable snapshot of the destinations and the ring tables.
 type view struct {
 	dests []*dest
-	ring  *ring
+	ring  *ring.Carbon
 	live  *[65536]uint16 // owners among live destinations; nil if none
 	all   *[65536]uint16 // owners among all destinations; nil if none
 }
@@ -304,8 +305,8 @@ func (p *Pool) setView(dests []*dest) {
 			ds[i] = d.Destination
 		}
 		v.ring = newRing(ds)
-		v.all = v.ring.table(func(int) bool { return true })
-		v.live = v.ring.table(func(i int) bool { return dests[i].state.Load() != stateDead })
+		v.all = v.ring.Table(func(int) bool { return true })
+		v.live = v.ring.Table(func(i int) bool { return dests[i].state.Load() != stateDead })
 	}
 	p.view.Store(v)
 }

@@ -1,13 +1,13 @@
 package pool
 
 import (
-	"crypto/md5"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/polymur/polymur/ring"
 )
 
 // Destination is one parsed `host:port[:instance]` destination. Name is the
@@ -160,85 +160,14 @@ func checkDuplicate(have []Destination, d Destination, ring bool) error {
 	return nil
 }
 
-const replicas = 100
-
-type ringEntry struct {
-	pos  uint32 // may exceed 65535 after collision bumps
-	node int    // index into the ring's destinations
+// newRing is carbon's carbon_ch ring over dests, keyed on their node texts.
+func newRing(dests []Destination) *ring.Carbon {
+	keys := make([]string, len(dests))
+	for i, d := range dests {
+		keys[i] = d.nodeKey()
+	}
+	return ring.NewCarbon(keys)
 }
 
-// ring is carbon's ConsistentHashRing (carbon_ch): 100 points per node, node
-// text "('host', 'instance'):i" or "('host', None):i", MD5's first two bytes
-// as position, a taken position bumped by +1 in insertion order. It is
-// immutable once built.
-type ring struct {
-	entries []ringEntry // sorted by pos
-	n       int
-}
-
-func position(key []byte) uint32 {
-	sum := md5.Sum(key)
-	return uint32(sum[0])<<8 | uint32(sum[1])
-}
-
-func newRing(dests []Destination) *ring {
-	total := replicas * len(dests)
-	r := &ring{n: len(dests), entries: make([]ringEntry, 0, total)}
-	// free finds the first position at or after p not yet taken — carbon's
-	// "while pos in taken: pos += 1" — with a union-find over positions
-	// (path halving), so a dense ring of thousands of nodes builds in near
-	// linear time instead of walking ever longer runs of taken positions.
-	next := make([]uint32, 65536+total+1) // next[p]-1 is a candidate at or after p; 0: p is free
-	free := func(p uint32) uint32 {
-		for next[p] != 0 {
-			if n := next[next[p]-1]; n != 0 {
-				next[p] = n // halve the path
-			}
-			p = next[p] - 1
-		}
-		return p
-	}
-	var key []byte
-	for node, d := range dests {
-		base := d.nodeKey() + ":"
-		for i := range replicas {
-			key = strconv.AppendInt(append(key[:0], base...), int64(i), 10)
-			pos := free(position(key))
-			next[pos] = pos + 2 // taken: continue at pos+1
-			r.entries = append(r.entries, ringEntry{pos: pos, node: node})
-		}
-	}
-	slices.SortFunc(r.entries, func(a, b ringEntry) int { return int(a.pos) - int(b.pos) })
-	return r
-}
-
-// table precomputes, for every key position, the node that owns it among the
-// nodes for which alive reports true: the first live entry at or after the
-// position, wrapping around. This equals carbon removing the dead nodes'
-// entries from the ring. It returns nil when no node is alive.
-func (r *ring) table(alive func(node int) bool) *[65536]uint16 {
-	first := -1
-	for i, e := range r.entries {
-		if alive(e.node) {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		return nil
-	}
-	t := new([65536]uint16)
-	// Walk positions downwards so each position learns the next live entry.
-	next := r.entries[first].node // wrap-around owner
-	ei := len(r.entries) - 1
-	for pos := 65535; pos >= 0; pos-- {
-		for ei >= 0 && int(r.entries[ei].pos) >= pos {
-			if alive(r.entries[ei].node) {
-				next = r.entries[ei].node
-			}
-			ei--
-		}
-		t[pos] = uint16(next)
-	}
-	return t
-}
+// position is a metric name's place on the carbon_ch ring.
+func position(key []byte) uint32 { return ring.Position(key) }
