@@ -21,7 +21,7 @@ FUZZTIME ?= 30s
 # staticcheck, pinned, run from the module proxy by `make check`.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay FORCE
 
 all: $(CMDS:%=$(BIN)/%)
 
@@ -53,9 +53,17 @@ chromium:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The routing tests compare polymur with the real carbon-c-relay (its -t
+# trace): Debian's package, installed when missing.
+carbon-c-relay:
+	@command -v carbon-c-relay >/dev/null 2>&1 || { \
+		echo "installing Debian's carbon-c-relay for the routing differential tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq carbon-c-relay >/dev/null; }
+
 # The fault suite (./faults) runs with the rest; its parallel cases mostly
 # wait on outages, hence -parallel 4 on two cores.
-test: consul chromium statsd
+test: consul chromium statsd carbon-c-relay
 	POLYMUR_CONSUL_BIN=$(CONSUL) POLYMUR_STATSD_DIR=$(STATSD_DIR) $(GO) test -race -count=1 -parallel 4 ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=10000x
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/route"
 )
 
 // config is polymur's parsed and validated command line.
@@ -17,6 +18,9 @@ type config struct {
 	clients     daemon.ClientFlags
 	listenAddr  string
 	test        bool
+	configFile  string
+	checkConfig bool
+	table       *route.Table
 	mode        string
 	statsd      statsdFlags
 	statsdDests []pool.Destination
@@ -51,7 +55,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.clients.Register(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
 	c.statsd.register(fs)
-	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' and exit; connects nowhere")
+	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' (with -config: '<metric>\\t<as sent>\\t<send|blackhole|unrouted|invalid>\\t<cluster>\\t<host:port>' per delivery) and exit; connects nowhere")
+	fs.StringVar(&c.configFile, "config", "", "carbon-c-relay configuration file (clusters, match, rewrite, include); with -test or -check-config")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "Parse and check -config, print it normalised and exit (1 on an error, naming file:line:col)")
 	if err := daemon.ParseFlags(fs, "POLYMUR", args); err != nil {
 		return nil, err
 	}
@@ -63,6 +69,21 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := c.clients.Check(); err != nil {
 		return nil, err
+	}
+	if c.configFile != "" {
+		if c.Destinations != "" {
+			return nil, fmt.Errorf("-config and -destinations both given: the configuration's clusters are the destinations")
+		}
+		t, err := route.ParseFile(c.configFile)
+		if err != nil {
+			return nil, fmt.Errorf("-config: %w", err)
+		}
+		c.table = t
+		if !c.test && !c.checkConfig {
+			return nil, fmt.Errorf("-config: delivery through a carbon-c-relay configuration is not built yet; use it with -test or -check-config")
+		}
+	} else if c.checkConfig {
+		return nil, fmt.Errorf("-check-config needs -config")
 	}
 	switch c.mode {
 	case "graphite":
@@ -96,7 +117,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 // testMode prints where each metric read from in would go, like
 // carbon-c-relay -t. It binds and dials nothing.
 func testMode(c *config, in io.Reader, out io.Writer) error {
-	p, err := pool.New(c.PoolConfig())
+	if c.table != nil {
+		return routeTestMode(c, in, out)
+	}
+	pc := c.PoolConfig()
+	pc.SpoolDir, pc.SpoolAlways = "", false // -test touches no spool
+	p, err := pool.New(pc)
 	if err != nil {
 		return err
 	}
@@ -114,6 +140,25 @@ func testMode(c *config, in io.Reader, out io.Writer) error {
 			return fmt.Errorf("no destinations configured (-destinations)")
 		}
 		fmt.Fprintf(w, "%s\t%s\n", fields[0], strings.Join(dests, ","))
+	}
+	return sc.Err()
+}
+
+// routeTestMode is -config FILE -test: every delivery of every metric read,
+// as carbon-c-relay -t decides it. It binds and dials nothing.
+func routeTestMode(c *config, in io.Reader, out io.Writer) error {
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), c.MaxLine+1)
+	var ds []route.Delivery
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		ds = c.table.Route(ds[:0], fields[0], strings.Join(fields[1:], " "), nil)
+		route.WriteTest(w, fields[0], ds)
 	}
 	return sc.Err()
 }

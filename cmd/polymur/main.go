@@ -31,6 +31,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	if c.checkConfig {
+		return c.table.Format(stdout)
+	}
 	if c.test {
 		return testMode(c, stdin, stdout)
 	}

@@ -1,0 +1,110 @@
+package route
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Format writes the table as normalised configuration: one statement per
+// block, members one per line, in the order they apply (what
+// -check-config prints).
+func (t *Table) Format(w io.Writer) error {
+	var b strings.Builder
+	for _, c := range t.Clusters {
+		fmt.Fprintf(&b, "cluster %s\n    %s", c.Name, c.Kind)
+		if c.UseAll {
+			b.WriteString(" useall")
+		}
+		if c.Kind.hashed() {
+			fmt.Fprintf(&b, " replication %d", c.Replication)
+			if c.Dynamic {
+				b.WriteString(" dynamic")
+			}
+		}
+		if c.FileIP {
+			b.WriteString(" ip")
+		}
+		b.WriteString("\n")
+		for _, m := range c.Members {
+			b.WriteString("        " + m.Addr())
+			if m.HasInstance {
+				b.WriteString("=" + m.Instance)
+			}
+			if m.Proto != "tcp" {
+				b.WriteString(" proto " + m.Proto)
+			}
+			b.WriteString("\n")
+		}
+		for _, f := range c.Files {
+			b.WriteString("        " + f + "\n")
+		}
+		b.WriteString("    ;\n")
+	}
+	for _, r := range t.Rules {
+		if rw := r.Rewrite; rw != nil {
+			fmt.Fprintf(&b, "rewrite %s\n    into %s\n    ;\n", rw.Expr.Src, rw.Into)
+			continue
+		}
+		m := r.Match
+		b.WriteString("match")
+		if m.All {
+			b.WriteString(" *")
+		}
+		for _, e := range m.Exprs {
+			b.WriteString(" " + e.Src)
+		}
+		b.WriteString("\n")
+		if m.Validate != nil {
+			how := "drop"
+			if m.ValidateLog {
+				how = "log"
+			}
+			fmt.Fprintf(&b, "    validate %s else %s\n", m.Validate.Src, how)
+		}
+		if m.RouteUsing != nil {
+			fmt.Fprintf(&b, "    route using %s\n", m.RouteUsing.Src)
+		}
+		switch {
+		case m.Blackhole:
+			b.WriteString("    send to blackhole\n")
+		case len(m.Clusters) > 0:
+			b.WriteString("    send to")
+			for _, c := range m.Clusters {
+				b.WriteString(" " + c.Name)
+			}
+			b.WriteString("\n")
+		}
+		if m.Stop {
+			b.WriteString("    stop\n")
+		}
+		b.WriteString("    ;\n")
+	}
+	for _, n := range t.Ignored {
+		b.WriteString("# " + n + "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteTest writes one tab-separated line per delivery of the metric
+// (line as read): metric, metric as sent, outcome, cluster or -, server
+// (host:port, or the file) or -. It is polymur -config FILE -test.
+func WriteTest(w io.Writer, metric string, ds []Delivery) {
+	for _, d := range ds {
+		if d.Outcome == InvalidLogged {
+			continue
+		}
+		cluster, where := "-", "-"
+		if d.Cluster != nil {
+			cluster = d.Cluster.Name
+		}
+		switch {
+		case d.Server != nil:
+			where = d.Server.Addr()
+		case d.File != "":
+			where = d.File
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", metric, d.Name, d.Outcome, cluster, where)
+	}
+}

@@ -1,0 +1,513 @@
+package route
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// maxIncludeDepth bounds include nesting (and include loops).
+const maxIncludeDepth = 16
+
+// ParseFile reads a carbon-c-relay configuration (with its includes) into a
+// routing table. Errors name file:line:col.
+func ParseFile(path string) (*Table, error) {
+	p := &parser{t: newTable()}
+	if err := p.file(path, 0, token{file: path, line: 1, col: 1}); err != nil {
+		return nil, err
+	}
+	if err := p.t.finish(); err != nil {
+		return nil, err
+	}
+	return p.t, nil
+}
+
+// Parse reads configuration text; name is used in error positions.
+func Parse(name, src string) (*Table, error) {
+	p := &parser{t: newTable()}
+	if err := p.text(name, src, 0); err != nil {
+		return nil, err
+	}
+	if err := p.t.finish(); err != nil {
+		return nil, err
+	}
+	return p.t, nil
+}
+
+type parser struct {
+	t    *Table
+	toks []token
+	i    int
+}
+
+func (p *parser) file(path string, depth int, at token) error {
+	if depth > maxIncludeDepth {
+		return errAt(at, "includes nested more than %d deep (an include loop?)", maxIncludeDepth)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return errAt(at, "%v", err)
+	}
+	return p.text(path, string(b), depth)
+}
+
+func (p *parser) text(name, src string, depth int) error {
+	toks, err := lex(name, src)
+	if err != nil {
+		return err
+	}
+	saved, savedI := p.toks, p.i
+	p.toks, p.i = toks, 0
+	defer func() { p.toks, p.i = saved, savedI }()
+	for p.i < len(p.toks) {
+		if err := p.statement(depth); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// next returns the next token; at the end it returns a token that says so.
+func (p *parser) next() token {
+	if p.i >= len(p.toks) {
+		last := token{file: "?", line: 0, col: 0}
+		if len(p.toks) > 0 {
+			last = p.toks[len(p.toks)-1]
+		}
+		return token{text: "", file: last.file, line: last.line, col: last.col + len(last.text), semi: false}
+	}
+	t := p.toks[p.i]
+	p.i++
+	return t
+}
+
+func (p *parser) peek() token {
+	if p.i >= len(p.toks) {
+		return token{}
+	}
+	return p.toks[p.i]
+}
+
+func (p *parser) atEnd() bool { return p.i >= len(p.toks) }
+
+// word is the next token, which must be a word (not ';' or the end).
+func (p *parser) word(what string) (token, error) {
+	t := p.next()
+	if t.semi || t.text == "" && !t.quoted {
+		return t, errAt(t, "expected %s", what)
+	}
+	return t, nil
+}
+
+func (p *parser) expect(text string) error {
+	t := p.next()
+	if t.quoted || t.text != text {
+		return errAt(t, "expected %q, got %q", text, t.text)
+	}
+	return nil
+}
+
+func (p *parser) endStatement() error {
+	t := p.next()
+	if !t.semi {
+		return errAt(t, "expected ';', got %q", t.text)
+	}
+	return nil
+}
+
+func (p *parser) statement(depth int) error {
+	t := p.next()
+	if t.semi {
+		return nil // an empty statement
+	}
+	switch t.text {
+	case "cluster":
+		return p.cluster(t)
+	case "match":
+		return p.match(t)
+	case "rewrite":
+		return p.rewrite(t)
+	case "include":
+		return p.include(t, depth)
+	case "aggregate":
+		return errAt(t, "aggregate is not supported yet (it comes with polymur's aggregation work); remove or comment out this block")
+	case "listen", "statistics", "send", "logout", "logerr":
+		// Parsed over and kept as a note: polymur listens on its own flags
+		// and reports through -metrics-flush and the admin port.
+		start := t
+		for !p.atEnd() && !p.peek().semi {
+			p.next()
+		}
+		if err := p.endStatement(); err != nil {
+			return err
+		}
+		p.t.Ignored = append(p.t.Ignored, fmt.Sprintf("%s: %s statement ignored (polymur's own flags listen and report)", start.pos(), start.text))
+		return nil
+	}
+	return errAt(t, "unknown statement %q (want cluster, match, rewrite, include, aggregate, listen or statistics)", t.text)
+}
+
+func (p *parser) include(at token, depth int) error {
+	pat, err := p.word("a file or glob after include")
+	if err != nil {
+		return err
+	}
+	if err := p.endStatement(); err != nil {
+		return err
+	}
+	glob := pat.text
+	if !filepath.IsAbs(glob) && at.file != "" {
+		glob = filepath.Join(filepath.Dir(at.file), glob)
+	}
+	files, err := filepath.Glob(glob)
+	if err != nil {
+		return errAt(pat, "include %q: %v", pat.text, err)
+	}
+	if len(files) == 0 {
+		return errAt(pat, "include %q matches no file", pat.text)
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		if err := p.file(f, depth+1, pat); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *parser) cluster(at token) error {
+	nameTok, err := p.word("a cluster name")
+	if err != nil {
+		return err
+	}
+	name := nameTok.text
+	if name == "blackhole" {
+		return errAt(nameTok, "blackhole is a reserved cluster name")
+	}
+	if _, dup := p.t.byName[name]; dup {
+		return errAt(nameTok, "cluster %s is defined twice", name)
+	}
+	kindTok, err := p.word("a cluster type")
+	if err != nil {
+		return err
+	}
+	c := &Cluster{Name: name, Replication: 1, pos: at.pos()}
+	switch kindTok.text {
+	case "forward":
+		c.Kind = Forward
+	case "any_of":
+		c.Kind = AnyOf
+	case "failover":
+		c.Kind = Failover
+	case "carbon_ch":
+		c.Kind = CarbonCH
+	case "fnv1a_ch":
+		c.Kind = FNV1aCH
+	case "jump_fnv1a_ch":
+		c.Kind = JumpFNV1aCH
+	case "file":
+		c.Kind = File
+	default:
+		return errAt(kindTok, "unknown cluster type %q (want forward, any_of, failover, carbon_ch, fnv1a_ch, jump_fnv1a_ch or file)", kindTok.text)
+	}
+	for !p.atEnd() && !p.peek().semi {
+		t := p.peek()
+		switch {
+		case t.text == "useall" && (c.Kind == Forward || c.Kind == AnyOf || c.Kind == Failover):
+			p.next()
+			c.UseAll = true
+			continue
+		case t.text == "replication" && c.Kind.hashed():
+			p.next()
+			n, err := p.word("a replication count")
+			if err != nil {
+				return err
+			}
+			v, err := strconv.Atoi(n.text)
+			if err != nil || v < 1 || v > 255 {
+				return errAt(n, "replication must be a number from 1 to 255, got %q", n.text)
+			}
+			c.Replication, c.replPos = v, n
+			continue
+		case t.text == "dynamic" && c.Kind.hashed():
+			p.next()
+			c.Dynamic = true
+			continue
+		case t.text == "ip" && c.Kind == File:
+			p.next()
+			c.FileIP = true
+			continue
+		}
+		break
+	}
+	for !p.atEnd() && !p.peek().semi {
+		if c.Kind == File {
+			f := p.next()
+			c.Files = append(c.Files, f.text)
+			continue
+		}
+		m, err := p.member()
+		if err != nil {
+			return err
+		}
+		c.Members = append(c.Members, m)
+	}
+	if err := p.endStatement(); err != nil {
+		return err
+	}
+	if len(c.Members) == 0 && len(c.Files) == 0 {
+		return errAt(at, "cluster %s has no members", name)
+	}
+	return p.t.addCluster(c, at)
+}
+
+// member parses host[:port][=instance] and its options.
+func (p *parser) member() (*Server, error) {
+	t := p.next()
+	addr := t.text
+	s := &Server{Port: 2003, Proto: "tcp", Transport: "plain", pos: t}
+	if i := strings.LastIndexByte(addr, '='); i >= 0 && !strings.Contains(addr[i:], "]") {
+		s.Instance, s.HasInstance, addr = addr[i+1:], true, addr[:i]
+		if s.Instance == "" {
+			return nil, errAt(t, "empty instance after '=' in %q", t.text)
+		}
+	}
+	host, port := addr, ""
+	switch {
+	case strings.HasPrefix(addr, "["):
+		end := strings.IndexByte(addr, ']')
+		if end < 0 {
+			return nil, errAt(t, "missing ']' in %q", t.text)
+		}
+		host = addr[1:end]
+		if rest := addr[end+1:]; rest != "" {
+			if !strings.HasPrefix(rest, ":") {
+				return nil, errAt(t, "want [ipv6]:port in %q", t.text)
+			}
+			port = rest[1:]
+		}
+	case strings.Count(addr, ":") == 1:
+		host, port, _ = strings.Cut(addr, ":")
+	case strings.Count(addr, ":") > 1:
+		// A bare IPv6 address: carbon-c-relay takes the last part as the
+		// port, as the man page warns; require brackets instead.
+		return nil, errAt(t, "IPv6 address %q: write it as [addr]:port", t.text)
+	}
+	if host == "" {
+		return nil, errAt(t, "empty host in %q", t.text)
+	}
+	if port != "" {
+		v, err := strconv.Atoi(port)
+		if err != nil || v < 1 || v > 65535 {
+			return nil, errAt(t, "port must be a number from 1 to 65535 in %q", t.text)
+		}
+		s.Port = v
+	}
+	s.Host = host
+	for !p.atEnd() && !p.peek().semi {
+		switch p.peek().text {
+		case "proto":
+			p.next()
+			v, err := p.word("udp or tcp after proto")
+			if err != nil {
+				return nil, err
+			}
+			if v.text != "udp" && v.text != "tcp" {
+				return nil, errAt(v, "proto must be udp or tcp, got %q", v.text)
+			}
+			s.Proto = v.text
+		case "type":
+			p.next()
+			v, err := p.word("linemode after type")
+			if err != nil {
+				return nil, err
+			}
+			if v.text != "linemode" {
+				return nil, errAt(v, "type must be linemode, got %q", v.text)
+			}
+		case "transport":
+			p.next()
+			v, err := p.word("plain, gzip, lz4 or snappy after transport")
+			if err != nil {
+				return nil, err
+			}
+			switch v.text {
+			case "plain", "gzip", "lz4", "snappy":
+				s.Transport = v.text
+			default:
+				return nil, errAt(v, "transport must be plain, gzip, lz4 or snappy, got %q", v.text)
+			}
+			switch p.peek().text {
+			case "ssl":
+				p.next()
+				s.TLS = "ssl"
+			case "mtls":
+				p.next()
+				cert, err := p.word("a certificate file after mtls")
+				if err != nil {
+					return nil, err
+				}
+				key, err := p.word("a key file after the mtls certificate")
+				if err != nil {
+					return nil, err
+				}
+				s.TLS, s.Cert, s.Key = "mtls", cert.text, key.text
+			}
+			if s.Transport != "plain" || s.TLS != "" {
+				return nil, errAt(v, "transport %s%s is not supported yet (compressed and TLS links come with polymur's protocols work); use transport plain", s.Transport, map[bool]string{true: " " + s.TLS}[s.TLS != ""])
+			}
+		default:
+			return s, nil
+		}
+	}
+	if s.Proto == "udp" {
+		return nil, errAt(t, "proto udp to a destination is not supported yet (it comes with polymur's protocols work)")
+	}
+	return s, nil
+}
+
+func (p *parser) expr(t token) (*Expr, error) {
+	e, err := compileExpr(t.text)
+	if err != nil {
+		return nil, errAt(t, "%v", err)
+	}
+	return e, nil
+}
+
+func (p *parser) match(at token) error {
+	m := &Match{pos: at.pos()}
+	for !p.atEnd() && !p.peek().semi {
+		t := p.peek()
+		if !t.quoted && (t.text == "validate" || t.text == "send" || t.text == "route" || t.text == "stop") && len(m.Exprs)+btoi(m.All) > 0 {
+			break
+		}
+		p.next()
+		if t.text == "*" && !t.quoted {
+			m.All = true
+			continue
+		}
+		e, err := p.expr(t)
+		if err != nil {
+			return err
+		}
+		m.Exprs = append(m.Exprs, e)
+	}
+	if !m.All && len(m.Exprs) == 0 {
+		return errAt(at, "match needs * or at least one expression")
+	}
+	if p.peek().text == "validate" {
+		p.next()
+		v, err := p.word("an expression after validate")
+		if err != nil {
+			return err
+		}
+		if m.Validate, err = p.expr(v); err != nil {
+			return err
+		}
+		if err := p.expect("else"); err != nil {
+			return err
+		}
+		how, err := p.word("log or drop after else")
+		if err != nil {
+			return err
+		}
+		switch how.text {
+		case "log":
+			m.ValidateLog = true
+		case "drop":
+		default:
+			return errAt(how, "validate ... else must be log or drop, got %q", how.text)
+		}
+	}
+	if p.peek().text == "route" {
+		p.next()
+		if err := p.expect("using"); err != nil {
+			return err
+		}
+		v, err := p.word("an expression after route using")
+		if err != nil {
+			return err
+		}
+		if m.RouteUsing, err = p.expr(v); err != nil {
+			return err
+		}
+	}
+	if p.peek().text == "send" {
+		p.next()
+		if err := p.expect("to"); err != nil {
+			return err
+		}
+		for !p.atEnd() && !p.peek().semi && p.peek().text != "stop" {
+			c := p.next()
+			if c.text == "blackhole" {
+				m.Blackhole = true
+				continue
+			}
+			m.dests = append(m.dests, c)
+		}
+		if len(m.dests) == 0 && !m.Blackhole {
+			return errAt(at, "send to names no cluster")
+		}
+		if m.Blackhole && len(m.dests) > 0 {
+			return errAt(at, "send to blackhole cannot be combined with other clusters")
+		}
+	} else if m.Validate == nil {
+		return errAt(p.peek(), "expected send to (or validate) in match, got %q", p.peek().text)
+	}
+	if p.peek().text == "stop" {
+		p.next()
+		m.Stop = true
+	}
+	if m.Blackhole {
+		m.Stop = true // carbon-c-relay: a blackhole match stops
+	}
+	if err := p.endStatement(); err != nil {
+		return err
+	}
+	p.t.Rules = append(p.t.Rules, Rule{Match: m})
+	return nil
+}
+
+func (p *parser) rewrite(at token) error {
+	t, err := p.word("an expression after rewrite")
+	if err != nil {
+		return err
+	}
+	e, err := p.expr(t)
+	if err != nil {
+		return err
+	}
+	if e.all {
+		return errAt(t, "rewrite needs an expression, not *")
+	}
+	if err := p.expect("into"); err != nil {
+		return err
+	}
+	into, err := p.word("a replacement after into")
+	if err != nil {
+		return err
+	}
+	repl, err := parseReplacement(into.text, e.re.NumSubexp())
+	if err != nil {
+		return errAt(into, "%v", err)
+	}
+	if err := p.endStatement(); err != nil {
+		return err
+	}
+	p.t.Rules = append(p.t.Rules, Rule{Rewrite: &Rewrite{Expr: e, Into: into.text, repl: repl, pos: at.pos()}})
+	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// addr is a server's dial address.
+func (s *Server) addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }

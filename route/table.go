@@ -1,0 +1,534 @@
+// Package route is polymur's routing table: clusters, match rules and
+// rewrites read from a carbon-c-relay configuration, placing each metric
+// exactly where carbon-c-relay would (carbon_ch follows carbon where the
+// two differ). A Table is immutable once built and safe for concurrent use;
+// it decides deliveries and leaves the sending to the destinations.
+package route
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/polymur/polymur/ring"
+)
+
+// Kind is a cluster's type.
+type Kind uint8
+
+// Cluster kinds, as carbon-c-relay names them.
+const (
+	Forward Kind = iota
+	AnyOf
+	Failover
+	CarbonCH
+	FNV1aCH
+	JumpFNV1aCH
+	File
+)
+
+var kindNames = [...]string{"forward", "any_of", "failover", "carbon_ch", "fnv1a_ch", "jump_fnv1a_ch", "file"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+func (k Kind) hashed() bool { return k == CarbonCH || k == FNV1aCH || k == JumpFNV1aCH }
+
+// Server is one destination (host:port); one server however many clusters
+// name it.
+type Server struct {
+	Host        string
+	Port        int
+	Instance    string
+	HasInstance bool
+	Proto       string // tcp (udp comes with the protocols work)
+	Transport   string // plain
+	TLS         string // "", ssl or mtls
+	Cert, Key   string
+	pos         token
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return s.addr() }
+
+// Cluster is a named set of members and how a metric picks among them.
+type Cluster struct {
+	Name        string
+	Kind        Kind
+	Replication int
+	Dynamic     bool
+	UseAll      bool
+	FileIP      bool
+	Members     []*Server
+	Files       []string
+	pos         string
+	replPos     token
+
+	carbon *ring.Carbon
+	fnv    *ring.FNV1a
+	jump   *ring.Jump
+}
+
+// Expr is a match or rewrite expression: POSIX extended (leftmost-longest,
+// what carbon-c-relay's regcomp(REG_EXTENDED) accepts), '*' for everything,
+// and literal prefixes or substrings matched without the regex engine.
+type Expr struct {
+	Src    string
+	all    bool
+	re     *regexp.Regexp
+	prefix string // ^literal: strings.HasPrefix
+	substr string // literal: strings.Contains
+	lit    bool   // prefix or substr applies
+}
+
+// Match is a match rule.
+type Match struct {
+	All         bool
+	Exprs       []*Expr
+	Validate    *Expr
+	ValidateLog bool
+	RouteUsing  *Expr
+	Clusters    []*Cluster
+	Blackhole   bool
+	Stop        bool
+	dests       []token
+	pos         string
+}
+
+// Rewrite is a rewrite rule.
+type Rewrite struct {
+	Expr *Expr
+	Into string
+	repl []replPart
+	pos  string
+}
+
+// Rule is one rule in order: a match or a rewrite.
+type Rule struct {
+	Match   *Match
+	Rewrite *Rewrite
+}
+
+// Table is a parsed, checked configuration.
+type Table struct {
+	Clusters []*Cluster
+	Rules    []Rule
+	Servers  []*Server // every distinct host:port, in order of appearance
+	Ignored  []string  // statements read and not applied (listen, statistics)
+	byName   map[string]*Cluster
+	byAddr   map[string]*Server
+}
+
+func newTable() *Table {
+	return &Table{byName: map[string]*Cluster{}, byAddr: map[string]*Server{}}
+}
+
+// addCluster registers c, merging its members with servers already known
+// (a server keeps its first instance: another one is an error, as in
+// carbon-c-relay).
+func (t *Table) addCluster(c *Cluster, at token) error {
+	for i, m := range c.Members {
+		if old, ok := t.byAddr[m.addr()]; ok {
+			if old.HasInstance != m.HasInstance || old.Instance != m.Instance {
+				return errAt(m.pos, "cannot set instance %q for server %s: it was defined with instance %q at %s", m.Instance, m.addr(), old.Instance, old.pos.pos())
+			}
+			c.Members[i] = old
+			continue
+		}
+		t.byAddr[m.addr()] = m
+		t.Servers = append(t.Servers, m)
+	}
+	for i, m := range c.Members {
+		for _, o := range c.Members[:i] {
+			if o == m {
+				return errAt(m.pos, "server %s is twice in cluster %s", m.addr(), c.Name)
+			}
+			if c.Kind == CarbonCH && o.Host == m.Host && o.Instance == m.Instance && o.HasInstance == m.HasInstance {
+				return errAt(m.pos, "%s and %s have the same host and instance in carbon_ch cluster %s: they would hash identically (give them distinct instances)", o.addr(), m.addr(), c.Name)
+			}
+		}
+	}
+	if c.Kind.hashed() && c.Replication > 1 {
+		limit, what := len(c.Members), "members"
+		if c.Kind == CarbonCH {
+			hosts := map[string]bool{}
+			for _, m := range c.Members {
+				hosts[m.Host] = true
+			}
+			limit, what = len(hosts), "distinct hosts"
+		}
+		if c.Replication > limit {
+			return errAt(c.replPos, "replication %d in cluster %s exceeds its %d %s", c.Replication, c.Name, limit, what)
+		}
+	}
+	members := make([]ring.Member, len(c.Members))
+	keys := make([]string, len(c.Members))
+	for i, m := range c.Members {
+		members[i] = ring.Member{Host: m.Host, Port: m.Port, Instance: m.Instance, HasInstance: m.HasInstance}
+		if m.HasInstance {
+			keys[i] = "('" + m.Host + "', '" + m.Instance + "')"
+		} else {
+			keys[i] = "('" + m.Host + "', None)"
+		}
+	}
+	switch c.Kind {
+	case CarbonCH:
+		c.carbon = ring.NewCarbon(keys)
+	case FNV1aCH:
+		c.fnv = ring.NewFNV1a(members)
+	case JumpFNV1aCH:
+		c.jump = ring.NewJump(members)
+	}
+	t.byName[c.Name] = c
+	t.Clusters = append(t.Clusters, c)
+	return nil
+}
+
+// finish resolves cluster names in matches.
+func (t *Table) finish() error {
+	for _, r := range t.Rules {
+		if r.Match == nil {
+			continue
+		}
+		for _, d := range r.Match.dests {
+			c, ok := t.byName[d.text]
+			if !ok {
+				return errAt(d, "send to unknown cluster %q", d.text)
+			}
+			r.Match.Clusters = append(r.Match.Clusters, c)
+		}
+	}
+	return nil
+}
+
+// Cluster returns the cluster called name.
+func (t *Table) Cluster(name string) *Cluster { return t.byName[name] }
+
+// compileExpr compiles a match or rewrite expression.
+func compileExpr(src string) (*Expr, error) {
+	if src == "*" {
+		return &Expr{Src: src, all: true}, nil
+	}
+	tr, err := translateERE(src)
+	if err != nil {
+		return nil, fmt.Errorf("expression %q: %v", src, err)
+	}
+	re, err := regexp.CompilePOSIX(tr)
+	if err != nil {
+		return nil, fmt.Errorf("expression %q: %v", src, err)
+	}
+	e := &Expr{Src: src, re: re}
+	// Most real expressions are literal prefixes (^foo\.) or substrings:
+	// decided without the regex engine, as carbon-c-relay does.
+	if lit, ok := literal(strings.TrimPrefix(src, "^")); ok {
+		e.lit = true
+		if strings.HasPrefix(src, "^") {
+			e.prefix = lit
+		} else {
+			e.substr = lit
+		}
+	}
+	return e, nil
+}
+
+// translateERE turns glibc's extended-regex escapes into Go's POSIX syntax:
+// a backslash before an ordinary character (such as "\ ") is that
+// character, \w \W \s \S are their classes; the GNU word-boundary
+// operators have no equivalent and are refused.
+func translateERE(src string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(src); i++ {
+		c := src[i]
+		if c != '\\' || i+1 >= len(src) {
+			b.WriteByte(c)
+			continue
+		}
+		i++
+		n := src[i]
+		switch {
+		case n == 'w':
+			b.WriteString("[[:alnum:]_]")
+		case n == 'W':
+			b.WriteString("[^[:alnum:]_]")
+		case n == 's':
+			b.WriteString("[[:space:]]")
+		case n == 'S':
+			b.WriteString("[^[:space:]]")
+		case n == 'b' || n == 'B' || n == '<' || n == '>' || n == '`' || n == '\'':
+			return "", fmt.Errorf("the GNU operator \\%c has no equivalent here", n)
+		case n >= '0' && n <= '9':
+			return "", fmt.Errorf("back-references (\\%c) are not part of extended regular expressions", n)
+		case n >= 'a' && n <= 'z' || n >= 'A' && n <= 'Z':
+			b.WriteByte(n) // an ordinary letter, escaped for nothing
+		default:
+			b.WriteString(regexp.QuoteMeta(string(n)))
+		}
+	}
+	return b.String(), nil
+}
+
+// literal unescapes s when it is a plain string (backslash escapes of
+// punctuation allowed); ok is false when it has regex operators.
+func literal(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case '\\':
+			if i+1 >= len(s) {
+				return "", false
+			}
+			n := s[i+1]
+			if n >= 'a' && n <= 'z' || n >= 'A' && n <= 'Z' || n >= '0' && n <= '9' {
+				return "", false // \d, \w, back-references...
+			}
+			b.WriteByte(n)
+			i++
+		case '.', '[', ']', '(', ')', '*', '+', '?', '{', '}', '|', '^', '$':
+			return "", false
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String(), b.Len() > 0
+}
+
+// matches reports whether e matches name.
+func (e *Expr) matches(name string) bool {
+	switch {
+	case e.all:
+		return true
+	case e.lit && e.prefix != "":
+		return strings.HasPrefix(name, e.prefix)
+	case e.lit:
+		return strings.Contains(name, e.substr)
+	}
+	return e.re.MatchString(name)
+}
+
+// replPart is a piece of a rewrite replacement: literal text, or capture
+// group N with carbon-c-relay's transforms (\_ lower, \^ upper, \. dots to
+// underscores).
+type replPart struct {
+	text         string
+	group        int // 0: text
+	lower, upper bool
+	dots         bool
+}
+
+func parseReplacement(s string, groups int) ([]replPart, error) {
+	var parts []replPart
+	var lit strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			lit.WriteByte(s[i])
+			continue
+		}
+		j := i + 1
+		var p replPart
+		for j < len(s) {
+			switch s[j] {
+			case '_':
+				p.lower = true
+			case '^':
+				p.upper = true
+			case '.':
+				p.dots = true
+			default:
+				goto digit
+			}
+			j++
+		}
+	digit:
+		if j < len(s) && s[j] >= '1' && s[j] <= '9' {
+			p.group = int(s[j] - '0')
+			if p.group > groups {
+				return nil, fmt.Errorf("replacement %q refers to \\%d but the expression has %d groups", s, p.group, groups)
+			}
+			if lit.Len() > 0 {
+				parts = append(parts, replPart{text: lit.String()})
+				lit.Reset()
+			}
+			parts = append(parts, p)
+			i = j
+			continue
+		}
+		lit.WriteByte(s[i]) // not a back-reference: kept as written
+	}
+	if lit.Len() > 0 {
+		parts = append(parts, replPart{text: lit.String()})
+	}
+	return parts, nil
+}
+
+// apply rewrites name when r matches it: the matched part is replaced.
+func (r *Rewrite) apply(name string) (string, bool) {
+	loc := r.Expr.re.FindStringSubmatchIndex(name)
+	if loc == nil {
+		return name, false
+	}
+	var b strings.Builder
+	b.WriteString(name[:loc[0]])
+	for _, p := range r.repl {
+		if p.group == 0 {
+			b.WriteString(p.text)
+			continue
+		}
+		s, e := loc[2*p.group], loc[2*p.group+1]
+		if s < 0 {
+			continue
+		}
+		g := name[s:e]
+		switch {
+		case p.lower:
+			g = strings.ToLower(g)
+		case p.upper:
+			g = strings.ToUpper(g)
+		}
+		if p.dots {
+			g = strings.ReplaceAll(g, ".", "_")
+		}
+		b.WriteString(g)
+	}
+	b.WriteString(name[loc[1]:])
+	return b.String(), true
+}
+
+// Outcome of one delivery decision.
+const (
+	Send      = "send"
+	Blackhole = "blackhole"
+	Unrouted  = "unrouted"
+	Invalid   = "invalid" // a validate clause failed with else drop
+	// InvalidLogged: a validate clause failed with else log (the rule is
+	// skipped and the line logged; -test does not print it).
+	InvalidLogged = "invalid_logged"
+)
+
+// Delivery is one place a metric goes: its name as sent, the outcome, the
+// cluster and the server (or file) — nil for blackhole and unrouted.
+type Delivery struct {
+	Name    string
+	Outcome string
+	Cluster *Cluster
+	Server  *Server
+	File    string
+}
+
+// Route decides where the metric name (with rest, the line after the name,
+// for validate clauses) goes, appending to dst. live, when not nil, says
+// whether a server is up (failover, any_of and dynamic hash clusters skip
+// the others).
+func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool) []Delivery {
+	matched := false
+	var idx []int
+	for _, r := range t.Rules {
+		if rw := r.Rewrite; rw != nil {
+			name, _ = rw.apply(name)
+			continue
+		}
+		m := r.Match
+		if !m.All && !slices.ContainsFunc(m.Exprs, func(e *Expr) bool { return e.matches(name) }) {
+			continue
+		}
+		matched = true
+		if m.Validate != nil && !m.Validate.matches(rest) {
+			// The rule is aborted (carbon-c-relay goes on with the next
+			// one); "else drop" is a counted outcome, "else log" a log line.
+			// A validate-only rule (a global check, no destinations) that
+			// fails with drop stops the metric.
+			if !m.ValidateLog {
+				dst = append(dst, Delivery{Name: name, Outcome: Invalid})
+				if len(m.Clusters) == 0 && !m.Blackhole {
+					return dst
+				}
+			} else {
+				dst = append(dst, Delivery{Name: name, Outcome: InvalidLogged})
+			}
+			continue
+		}
+		if m.Blackhole {
+			return append(dst, Delivery{Name: name, Outcome: Blackhole})
+		}
+		key := name
+		if m.RouteUsing != nil {
+			key = routeKey(m.RouteUsing, name)
+		}
+		for _, c := range m.Clusters {
+			if c.Kind == File {
+				for _, f := range c.Files {
+					dst = append(dst, Delivery{Name: name, Outcome: Send, Cluster: c, File: f})
+				}
+				continue
+			}
+			idx = c.pick(idx[:0], key, live)
+			for _, i := range idx {
+				dst = append(dst, Delivery{Name: name, Outcome: Send, Cluster: c, Server: c.Members[i]})
+			}
+		}
+		if m.Stop {
+			return dst
+		}
+	}
+	if !matched {
+		dst = append(dst, Delivery{Name: name, Outcome: Unrouted})
+	}
+	return dst
+}
+
+// routeKey is the hash key a "route using" expression makes of name: its
+// first capture group when it has one, else what it matches (the whole name
+// when it does not match).
+func routeKey(e *Expr, name string) string {
+	if e.all || e.re == nil {
+		return name
+	}
+	loc := e.re.FindStringSubmatchIndex(name)
+	switch {
+	case loc == nil:
+		return name
+	case len(loc) >= 4 && loc[2] >= 0:
+		return name[loc[2]:loc[3]]
+	}
+	return name[loc[0]:loc[1]]
+}
+
+// pick appends the indexes of the members that get key.
+func (c *Cluster) pick(dst []int, key string, live func(*Server) bool) []int {
+	up := func(i int) bool { return live == nil || live(c.Members[i]) }
+	n := len(c.Members)
+	switch c.Kind {
+	case Forward:
+		for i := range n {
+			dst = append(dst, i)
+		}
+	case AnyOf:
+		start := int(ring.FNV1a32([]byte(key)) % uint32(n))
+		for k := range n {
+			if i := (start + k) % n; up(i) {
+				return append(dst, i)
+			}
+		}
+	case Failover:
+		for i := range n {
+			if up(i) {
+				return append(dst, i)
+			}
+		}
+	case CarbonCH:
+		var alive func(int) bool
+		if c.Dynamic && live != nil {
+			alive = up
+		}
+		dst = c.carbon.PickCarbon(dst, []byte(key), c.Replication, func(i int) string { return c.Members[i].Host }, alive)
+	case FNV1aCH:
+		var alive func(int) bool
+		if c.Dynamic && live != nil {
+			alive = up
+		}
+		dst = c.fnv.Pick(dst, []byte(key), c.Replication, alive)
+	case JumpFNV1aCH:
+		dst = c.jump.Pick(dst, []byte(key), c.Replication)
+	}
+	return dst
+}
