@@ -12,7 +12,7 @@ import (
 func (t *Table) Format(w io.Writer) error {
 	var b strings.Builder
 	for _, c := range t.Clusters {
-		fmt.Fprintf(&b, "cluster %s\n    %s", c.Name, c.Kind)
+		fmt.Fprintf(&b, "cluster %s\n    %s", quote(c.Name), c.Kind)
 		if c.UseAll {
 			b.WriteString(" useall")
 		}
@@ -37,13 +37,13 @@ func (t *Table) Format(w io.Writer) error {
 			b.WriteString("\n")
 		}
 		for _, f := range c.Files {
-			b.WriteString("        " + f + "\n")
+			b.WriteString("        " + quote(f) + "\n")
 		}
 		b.WriteString("    ;\n")
 	}
 	for _, r := range t.Rules {
 		if rw := r.Rewrite; rw != nil {
-			fmt.Fprintf(&b, "rewrite %s\n    into %s\n    ;\n", rw.Expr.Src, rw.Into)
+			fmt.Fprintf(&b, "rewrite %s\n    into %s\n    ;\n", quote(rw.Expr.Src), quote(rw.Into))
 			continue
 		}
 		m := r.Match
@@ -52,7 +52,7 @@ func (t *Table) Format(w io.Writer) error {
 			b.WriteString(" *")
 		}
 		for _, e := range m.Exprs {
-			b.WriteString(" " + e.Src)
+			b.WriteString(" " + quote(e.Src))
 		}
 		b.WriteString("\n")
 		if m.Validate != nil {
@@ -60,10 +60,10 @@ func (t *Table) Format(w io.Writer) error {
 			if m.ValidateLog {
 				how = "log"
 			}
-			fmt.Fprintf(&b, "    validate %s else %s\n", m.Validate.Src, how)
+			fmt.Fprintf(&b, "    validate %s else %s\n", quote(m.Validate.Src), how)
 		}
 		if m.RouteUsing != nil {
-			fmt.Fprintf(&b, "    route using %s\n", m.RouteUsing.Src)
+			fmt.Fprintf(&b, "    route using %s\n", quote(m.RouteUsing.Src))
 		}
 		switch {
 		case m.Blackhole:
@@ -71,7 +71,7 @@ func (t *Table) Format(w io.Writer) error {
 		case len(m.Clusters) > 0:
 			b.WriteString("    send to")
 			for _, c := range m.Clusters {
-				b.WriteString(" " + c.Name)
+				b.WriteString(" " + quote(c.Name))
 			}
 			b.WriteString("\n")
 		}
@@ -107,4 +107,18 @@ func WriteTest(w io.Writer, metric string, ds []Delivery) {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", metric, d.Name, d.Outcome, cluster, where)
 	}
+}
+
+// quote writes a word so that the lexer reads it back unchanged: as it is
+// when it has nothing special, else in double quotes with '\\' and '"'
+// escaped.
+func quote(s string) string {
+	if s != "" && s != "*" && !strings.ContainsAny(s, " \t\r\n;#\"") {
+		return s
+	}
+	if s == "*" {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
 }

@@ -74,11 +74,7 @@ func (p *parser) text(name, src string, depth int) error {
 // next returns the next token; at the end it returns a token that says so.
 func (p *parser) next() token {
 	if p.i >= len(p.toks) {
-		last := token{file: "?", line: 0, col: 0}
-		if len(p.toks) > 0 {
-			last = p.toks[len(p.toks)-1]
-		}
-		return token{text: "", file: last.file, line: last.line, col: last.col + len(last.text), semi: false}
+		return p.endToken()
 	}
 	t := p.toks[p.i]
 	p.i++
@@ -87,9 +83,18 @@ func (p *parser) next() token {
 
 func (p *parser) peek() token {
 	if p.i >= len(p.toks) {
-		return token{}
+		return p.endToken()
 	}
 	return p.toks[p.i]
+}
+
+// endToken stands for the end of the file, placed after its last word.
+func (p *parser) endToken() token {
+	if len(p.toks) == 0 {
+		return token{file: "?", line: 1, col: 1}
+	}
+	last := p.toks[len(p.toks)-1]
+	return token{file: last.file, line: last.line, col: last.col + len(last.text)}
 }
 
 func (p *parser) atEnd() bool { return p.i >= len(p.toks) }
