@@ -60,7 +60,10 @@ type Config struct {
 	NotReady func() []string
 	Stats    func() any
 	Dests    *Destinations // nil: no destination API
-	Logger   *slog.Logger
+	// Reload, when set, is POST /api/v1/reload (re-read -config), a write
+	// endpoint like the destination changes.
+	Reload func() error
+	Logger *slog.Logger
 
 	// Write enables the endpoints that change the daemon (destination
 	// changes); Pprof enables /debug/pprof/ (its cmdline shows secrets given
@@ -150,6 +153,15 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("DELETE /api/v1/destinations", s.guard(s.cfg.Write, "-admin-write", s.delDest))
 		mux.Handle("DELETE /api/v1/destinations/{dest}", s.guard(s.cfg.Write, "-admin-write", s.delDest))
 		mux.HandleFunc("GET /api/v1/route", s.route)
+	}
+	if s.cfg.Reload != nil {
+		mux.Handle("POST /api/v1/reload", s.guard(s.cfg.Write, "-admin-write", func(w http.ResponseWriter, _ *http.Request) {
+			if err := s.cfg.Reload(); err != nil {
+				writeError(w, http.StatusUnprocessableEntity, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"reloaded": "ok"})
+		}))
 	}
 	// Go profiles, as carbon-relay-ng and nanotube expose them, but only
 	// when asked for and with the token: the command line may hold secrets.

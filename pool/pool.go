@@ -39,7 +39,24 @@ const (
 	Broadcast Mode = iota
 	// HashRoute sends every line to the destination carbon_ch picks.
 	HashRoute
+	// Routed sends every line where Config.Route says (polymur -config: a
+	// carbon-c-relay configuration's rules and clusters).
+	Routed
 )
+
+// Placement is one destination of a routed line: the destination's name and
+// the metric name to send it under ("" keeps the line as it is).
+type Placement struct {
+	Dest string
+	Name string
+}
+
+// RouteFunc decides where a line goes, appending to dst. name is the
+// metric name, rest what follows it (value and timestamp); up reports
+// whether a destination is in service. With no placement, why is the
+// counted reason (blackhole, unrouted, invalid). It must be safe for
+// concurrent use; the slices it is given are only valid during the call.
+type RouteFunc func(dst []Placement, name, rest []byte, up func(dest string) bool) (_ []Placement, why string)
 
 // ParseMode maps the -distribution flag value to a Mode.
 func ParseMode(s string) (Mode, error) {
@@ -53,8 +70,11 @@ func ParseMode(s string) (Mode, error) {
 }
 
 func (m Mode) String() string {
-	if m == HashRoute {
+	switch m {
+	case HashRoute:
 		return "hash-route"
+	case Routed:
+		return "config"
 	}
 	return "broadcast"
 }
@@ -93,6 +113,9 @@ type Config struct {
 	// accepted. Without it (overflow) the spool takes only what the memory
 	// queue cannot.
 	SpoolAlways bool
+
+	// Route decides each line's destinations in Routed mode.
+	Route RouteFunc
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
@@ -144,6 +167,9 @@ func (c *Config) fill() error {
 	if len(c.Destinations) > 65535 {
 		return errors.New("pool: too many destinations")
 	}
+	if c.Mode == Routed && c.Route == nil {
+		return errors.New("pool: routed mode needs a Route func")
+	}
 	if c.SpoolAlways && c.SpoolDir == "" {
 		return errors.New("pool: the write-ahead spool mode needs a spool directory")
 	}
@@ -167,6 +193,7 @@ const (
 	DropShutdown      = "shutdown"             // not delivered within the drain timeout
 	DropSpoolFull     = "spool_full"           // destination down, queue and spool full
 	DropSpoolError    = "spool_write_error"    // destination down, queue full, the spool's disk refused the write
+	DropUnrouted      = "unrouted"             // routed: no rule matched
 )
 
 // Pool distributes batches to destinations. Its methods are safe for
@@ -208,8 +235,9 @@ type Pool struct {
 
 // view is an immutable snapshot of the destinations and the ring tables.
 type view struct {
-	dests []*dest
-	ring  *ring.Carbon
+	dests  []*dest
+	byName map[string]int // routed mode: destination name → index
+	ring   *ring.Carbon
 	live  *[65536]uint16 // owners among live destinations; nil if none
 	all   *[65536]uint16 // owners among all destinations; nil if none
 }
@@ -299,7 +327,13 @@ func (p *Pool) trySpool(d *dest, b *batch.Batch) string {
 // setView publishes a new snapshot for dests. Callers hold p.mu (or own p).
 func (p *Pool) setView(dests []*dest) {
 	v := &view{dests: dests}
-	if len(dests) > 0 {
+	if p.cfg.Mode == Routed {
+		v.byName = make(map[string]int, len(dests))
+		for i, d := range dests {
+			v.byName[d.Name] = i
+		}
+	}
+	if len(dests) > 0 && p.cfg.Mode != Routed {
 		ds := make([]Destination, len(dests))
 		for i, d := range dests {
 			ds[i] = d.Destination
@@ -696,11 +730,28 @@ func (p *Pool) Route(name string) []string {
 		}
 		return out
 	}
+	if p.cfg.Mode == Routed {
+		var out []string
+		pls, _ := p.cfg.Route(nil, []byte(name), nil, p.upFunc(v))
+		for _, pl := range pls {
+			out = append(out, pl.Dest)
+		}
+		return out
+	}
 	t := v.live
 	if t == nil {
 		t = v.all
 	}
 	return []string{v.dests[t[position([]byte(name))]].Name}
+}
+
+// upFunc reports, for a routed view, whether a destination is in service
+// (connected or reconnecting: not declared dead, not held).
+func (p *Pool) upFunc(v *view) func(string) bool {
+	return func(name string) bool {
+		i, ok := v.byName[name]
+		return ok && v.dests[i].state.Load() != stateDead
+	}
 }
 
 // DestList is what getdest reports: destinations with a live connection, and

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 // owns one; it is not safe for concurrent use.
 type router struct {
 	p    *Pool
-	out  []*batch.Batch // per-destination batches being built (hash-route)
+	out  []*batch.Batch // per-destination batches being built (hash-route, routed)
+	pls  []Placement    // routed: one line's placements
+	line []byte         // routed: a renamed line being built
 	tick *time.Ticker   // re-checks destination state while blocked
 }
 
@@ -46,6 +49,10 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 		}
 		return
 	}
+	if p.cfg.Mode == Routed {
+		r.placeRouted(ctx, v, b)
+		return
+	}
 	t := v.live
 	if t == nil {
 		t = v.all
@@ -60,6 +67,54 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 			out[node] = batch.Get()
 		}
 		out[node].AppendLine(b, i)
+	}
+	b.Release()
+	for node, ob := range out {
+		if ob != nil {
+			out[node] = nil
+			r.deliver(ctx, v, v.dests[node], ob)
+		}
+	}
+}
+
+// placeRouted places each line of b (owned) where the routing table says,
+// under its rewritten name when it has one; a line that goes nowhere is
+// counted by its reason.
+func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
+	p := r.p
+	if cap(r.out) < len(v.dests) {
+		r.out = make([]*batch.Batch, len(v.dests))
+	}
+	out := r.out[:len(v.dests)]
+	up := p.upFunc(v)
+	for i := range b.Lines {
+		line := b.Line(i)
+		name := b.Name(i)
+		rest := line[min(len(name)+1, len(line)) : len(line)-1]
+		var why string
+		r.pls, why = p.cfg.Route(r.pls[:0], name, rest, up)
+		if len(r.pls) == 0 {
+			p.drops.add(cmp.Or(why, DropUnrouted), 1)
+			continue
+		}
+		for _, pl := range r.pls {
+			node, ok := v.byName[pl.Dest]
+			if !ok {
+				// The table names a destination this view does not have
+				// (a reload is adding it): counted, never silent.
+				p.drops.add(DropNoDestination, 1)
+				continue
+			}
+			if out[node] == nil {
+				out[node] = batch.Get()
+			}
+			if pl.Name == "" {
+				out[node].AppendLine(b, i)
+			} else {
+				r.line = append(append(append(append(r.line[:0], pl.Name...), ' '), rest...), '\n')
+				out[node].Append(r.line, len(pl.Name))
+			}
+		}
 	}
 	b.Release()
 	for node, ob := range out {

@@ -80,7 +80,21 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		}
 		c.table = t
 		if !c.test && !c.checkConfig {
-			return nil, fmt.Errorf("-config: delivery through a carbon-c-relay configuration is not built yet; use it with -test or -check-config")
+			if c.mode == "statsd" || c.statsd.configFile != "" {
+				return nil, fmt.Errorf("-config is for graphite mode, not statsd mode")
+			}
+			if c.StateFile != "" {
+				return nil, fmt.Errorf("-config and -state-file: the configuration file is the state; edit it and send SIGHUP")
+			}
+			if err := deliverable(t); err != nil {
+				return nil, fmt.Errorf("-config %s: %w", c.configFile, err)
+			}
+			if c.Dests, err = destinations(t); err != nil {
+				return nil, fmt.Errorf("-config %s: %w", c.configFile, err)
+			}
+			c.Mode = pool.Routed
+			c.APIReadOnly = true
+			c.ReadOnlyHint = "destinations come from -config: edit it and send SIGHUP"
 		}
 	} else if c.checkConfig {
 		return nil, fmt.Errorf("-check-config needs -config")

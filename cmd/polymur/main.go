@@ -41,9 +41,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	defer daemon.HandleSignals(log)()
 	if c.mode == "statsd" {
+		defer daemon.HandleSignals(log)()
 		return runStatsd(ctx, c, stdout, log, ready)
+	}
+	var rt *routing
+	var relay *daemon.Relay
+	if c.table != nil {
+		if rt, err = newRouting(c.configFile, c.table, log); err != nil {
+			return fmt.Errorf("-config: %w", err)
+		}
+		c.Route = rt.route
+		c.Reload = func() error { return rt.reload(relay.Pool) }
 	}
 	var lis *listener.TCP
 	intake := daemon.Intake{
@@ -51,10 +60,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Rejected: func() map[string]uint64 { return lis.Rejections() },
 		Stats:    func() any { return lis.Stats() },
 	}
-	relay, err := daemon.NewRelay("polymur", &c.RelayFlags, stdout, log, intake, nil)
+	var extra func() map[string]any
+	if rt != nil {
+		extra = func() map[string]any {
+			return map[string]any{"config": map[string]any{"file": rt.path, "reloads": rt.reloads.Load(), "reload_failures": rt.reloadFails.Load()}}
+		}
+	}
+	relay, err = daemon.NewRelay("polymur", &c.RelayFlags, stdout, log, intake, extra)
 	if err != nil {
 		return err
 	}
+	// SIGHUP re-reads -config (without one it is logged and ignored).
+	var onHup func()
+	if rt != nil {
+		onHup = func() { rt.reload(relay.Pool) }
+	}
+	defer daemon.HandleSignalsReload(log, onHup)()
 	lis, err = listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
 		DrainTimeout: c.DrainTimeout, Send: relay.Pool.Send, Logger: log,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})

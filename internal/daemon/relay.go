@@ -60,6 +60,10 @@ type RelayFlags struct {
 	Dial          func(ctx context.Context, addr string) (net.Conn, error)
 	RingByAddr    bool
 	ExtraCommands map[string]api.Handler
+	// Route and Reload: polymur -config (routed mode; destinations come
+	// from the configuration, Reload re-reads it).
+	Route  pool.RouteFunc
+	Reload func() error
 
 	// Filled by Check.
 	Mode      pool.Mode
@@ -195,7 +199,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always",
-		Dial:        f.Dial, RingByAddr: f.RingByAddr,
+		Dial:        f.Dial, RingByAddr: f.RingByAddr, Route: f.Route,
 	}
 }
 
@@ -315,7 +319,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 			Put: func(d string) error { return adminErr(p.PutDest(d)) },
 			Del: func(d string) error { return adminErr(p.DelDest(d)) },
 			Get: func() any { return p.Destinations() }, Route: p.Route,
-		}}
+		}, Reload: f.Reload}
 	f.Admin.Apply(&acfg)
 	r.admin, err = AdminServer(acfg)
 	if err != nil {

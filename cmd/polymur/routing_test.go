@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/internal/testutil"
+)
+
+// expected asks polymur -config FILE -test where each line goes: sink
+// address → the lines it must receive (as sent), and the count of lines
+// that go nowhere.
+func expected(t *testing.T, conf string, lines []string) (map[string][]string, int) {
+	t.Helper()
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-config", conf, "-test"}, strings.NewReader(strings.Join(lines, "\n")+"\n"), &out, io.Discard, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest := map[string]string{}
+	for _, l := range lines {
+		name, r, _ := strings.Cut(l, " ")
+		rest[name] = r
+	}
+	want := map[string][]string{}
+	nowhere := 0
+	for _, row := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		f := strings.Split(row, "\t")
+		if f[2] != "send" {
+			nowhere++
+			continue
+		}
+		want[f[4]] = append(want[f[4]], f[1]+" "+rest[f[0]])
+	}
+	return want, nowhere
+}
+
+func routedLines(prefixes []string, n int, tag string) []string {
+	var ls []string
+	for i := range n {
+		p := prefixes[i%len(prefixes)]
+		ls = append(ls, fmt.Sprintf("%s.%s.host%02d.m%d %d 1700000000", p, tag, i%17, i, i))
+	}
+	return ls
+}
+
+// waitSinks waits until every sink holds what want says (as a multiset)
+// and nothing more.
+func waitSinks(t *testing.T, sinks map[string]*testutil.Sink, want map[string][]string, seen map[string]int) {
+	t.Helper()
+	for addr, s := range sinks {
+		n := seen[addr] + len(want[addr])
+		testutil.WaitFor(t, "lines at "+addr, limit, func() bool { return s.Count() >= n })
+	}
+	time.Sleep(200 * time.Millisecond) // a stray or doubled line would show now
+	for addr, s := range sinks {
+		got := s.Lines()[seen[addr]:]
+		w := slices.Clone(want[addr])
+		slices.Sort(got)
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Fatalf("%s got %d lines, the configuration in force puts %d there\n got %.300q\nwant %.300q", addr, len(got), len(w), got, w)
+		}
+		seen[addr] += len(got)
+	}
+}
+
+// polymur -config delivers every line exactly where the configuration puts
+// it (as -test says; -test itself is compared with carbon-c-relay in
+// route), and a reload swaps the table: five reloads changing rules and
+// members, a broken file between them that changes nothing.
+func TestConfigDeliveryAndReload(t *testing.T) {
+	sinks := map[string]*testutil.Sink{}
+	var addrs []string
+	for range 6 {
+		s := testutil.NewSink(t)
+		sinks[s.Addr()] = s
+		addrs = append(addrs, s.Addr())
+	}
+	A, B, C, D, E, F := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], addrs[5]
+	configs := []string{
+		fmt.Sprintf(`cluster fw forward %s %s;
+cluster ch carbon_ch %s=a %s=b %s=c;
+cluster any any_of %s=a %s=b;
+rewrite ^old\.(.*) into new.\1;
+match ^web\. send to fw stop;
+match ^db\. send to ch;
+match ^db\.x send to blackhole;
+match ^new\. send to any stop;
+match * send to ch;
+`, A, B, C, D, E, C, D),
+		// rules changed: web goes to the hash cluster too
+		fmt.Sprintf(`cluster fw forward %s %s;
+cluster ch carbon_ch %s=a %s=b %s=c;
+match ^web\. send to fw ch stop;
+match ^db\. send to blackhole;
+match * send to fw;
+`, A, B, C, D, E),
+		// a member removed, one added
+		fmt.Sprintf(`cluster fw forward %s %s;
+cluster ch fnv1a_ch %s %s %s;
+match ^web\. ^db\. send to ch stop;
+match * send to fw;
+`, A, F, C, D, E),
+		"cluster broken forward;\n", // refused: the running table stays
+		fmt.Sprintf(`cluster j jump_fnv1a_ch replication 2 %s=1 %s=2 %s=3;
+cluster fo failover %s %s;
+rewrite ^(web)\.(.*) into \^1.\2;
+match ^WEB send to j;
+match * send to fo;
+`, B, C, D, E, F),
+		fmt.Sprintf(`cluster all forward %s %s %s %s %s %s;
+match * send to all;
+`, A, B, C, D, E, F),
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "relay.conf")
+	os.WriteFile(conf, []byte(configs[0]), 0o600)
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("reload-token-0123456789"), 0o600)
+	d := start(t, "-config", conf, "-admin-addr", "127.0.0.1:0", "-admin-write", "-admin-token-file", tokenFile)
+	reload := func() int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+d.Addrs["admin"]+"/api/v1/reload", nil)
+		req.Header.Set("Authorization", "Bearer reload-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	seen := map[string]int{}
+	inForce := configs[0]
+	prefixes := []string{"web", "db", "db.x", "old", "app", "sys"}
+	for phase, next := range append(configs[1:], "") {
+		lines := routedLines(prefixes, 3000, fmt.Sprintf("p%d", phase))
+		cf := filepath.Join(dir, fmt.Sprintf("expect%d.conf", phase))
+		os.WriteFile(cf, []byte(inForce), 0o600)
+		want, nowhere := expected(t, cf, lines)
+		d.Send(t, "listen", strings.Join(lines, "\n")+"\n")
+		waitSinks(t, sinks, want, seen)
+		t.Logf("phase %d: 3000 lines, %d went nowhere (blackhole or unrouted), the rest exactly where the configuration put them", phase, nowhere)
+		if next == "" {
+			break
+		}
+		os.WriteFile(conf, []byte(next), 0o600)
+		code := reload()
+		if strings.HasPrefix(next, "cluster broken") {
+			if code == 200 {
+				t.Fatal("a broken configuration was accepted")
+			}
+			continue // the running table stays
+		}
+		if code != 200 {
+			t.Fatalf("reload answered %d", code)
+		}
+		inForce = next
+	}
+	if !strings.Contains(d.Ask(t, "api", "putdest 127.0.0.1:9"), "-config") {
+		t.Fatal("putdest allowed while destinations come from -config")
+	}
+	st := d.Ask(t, "api", "stats")
+	if testutil.JSONInt(st, "reloads") != 4 || testutil.JSONInt(st, "reload_failures") != 1 {
+		t.Fatalf("reload counters: %s", st)
+	}
+}
