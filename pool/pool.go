@@ -238,8 +238,8 @@ type view struct {
 	dests  []*dest
 	byName map[string]int // routed mode: destination name → index
 	ring   *ring.Carbon
-	live  *[65536]uint16 // owners among live destinations; nil if none
-	all   *[65536]uint16 // owners among all destinations; nil if none
+	live   *[65536]uint16 // owners among live destinations; nil if none
+	all    *[65536]uint16 // owners among all destinations; nil if none
 }
 
 // New validates cfg and builds the pool. It starts nothing.
