@@ -107,8 +107,11 @@ type sink struct {
 	conns sync.Map
 }
 
-func newSink() (*sink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newSink() (*sink, error) { return newSinkOn("127.0.0.1") }
+
+// newSinkOn listens on ip (a loopback address: 127.0.0.0/8).
+func newSinkOn(ip string) (*sink, error) {
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		return nil, err
 	}

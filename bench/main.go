@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&o.statsdN, "statsd-lines", 1_000_000, "statsd lines per statsd scenario")
 	var rates string
 	flag.StringVar(&rates, "statsd-rates", "25000,50000,75000", "offered statsd lines/s for the paced comparisons")
-	flag.StringVar(&o.only, "only", "", "run one part only: carbon, extra or statsd")
+	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, extra or statsd")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -131,6 +131,16 @@ func bench(o options) error {
 		}
 	}
 	var extras []string
+	if o.only == "" || o.only == "routing" {
+		rows, err := routingRun(o.bin, peer, o.lines, o.timeout)
+		if err != nil {
+			return err
+		}
+		extras = append(extras, "Routing (one carbon-c-relay configuration, both relays; delivered counts against polymur -test's deliveries):", "",
+			"| relay | settings | mode | conns | delivered | in lines/s (wall) | in lines/CPU-s | peak RSS |", "|---|---|---|---|---|---|---|---|")
+		extras = append(extras, rows...)
+		extras = append(extras, "")
+	}
 	if !o.skipExtra && (o.only == "" || o.only == "extra") {
 		for _, tlsOn := range []bool{false, true} {
 			line, err := pipelineRun(o.bin, o.lines, tlsOn, o.timeout)

@@ -104,6 +104,32 @@ func runScenario(rl relay, mode string, ndest int, in input, timeout time.Durati
 		defer s.close()
 		sinks, dests = append(sinks, s), append(dests, s.addr())
 	}
+	expected := int64(in.lines)
+	if mode == "broadcast" {
+		expected *= int64(ndest)
+	}
+	res, err := measure(rl, mode, sinks, dests, in, expected, timeout)
+	if err != nil {
+		return res, err
+	}
+	var sum uint64
+	for _, s := range sinks {
+		sum += s.checksum()
+		res.other += s.other.Load()
+	}
+	want := in.sum
+	if mode == "broadcast" {
+		want *= uint64(ndest)
+	}
+	res.checksumOK = sum == want && res.delivered == res.expected
+	return res, nil
+}
+
+// measure starts the relay, sends the input and waits until expected lines
+// arrived at the sinks (or progress stops); it reports delivered, CPU and
+// peak RSS.
+func measure(rl relay, mode string, sinks []*sink, dests []string, in input, expected int64, timeout time.Duration) (result, error) {
+	res := result{relay: rl.name, settings: rl.settings, mode: mode, conns: len(in.bufs), inLines: in.lines}
 	listen := freeAddr()
 	cmd, err := rl.start(mode, listen, dests)
 	if err != nil {
@@ -114,10 +140,7 @@ func runScenario(rl relay, mode string, ndest int, in input, timeout time.Durati
 		return res, err
 	}
 	time.Sleep(300 * time.Millisecond) // let it connect to the sinks
-	res.expected = int64(in.lines)
-	if mode == "broadcast" {
-		res.expected *= int64(ndest)
-	}
+	res.expected = expected
 	total := func() (n int64) {
 		for _, s := range sinks {
 			n += s.lines.Load()
@@ -154,15 +177,5 @@ func runScenario(rl relay, mode string, ndest int, in input, timeout time.Durati
 		fmt.Fprintf(os.Stderr, "bench: sending to %s: %v\n", rl.name, err)
 	}
 	res.cpu, res.rss, res.delivered = cpu1-cpu0, hwm, total()
-	var sum uint64
-	for _, s := range sinks {
-		sum += s.checksum()
-		res.other += s.other.Load()
-	}
-	want := in.sum
-	if mode == "broadcast" {
-		want *= uint64(ndest)
-	}
-	res.checksumOK = sum == want && res.delivered == res.expected
 	return res, nil
 }

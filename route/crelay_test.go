@@ -174,6 +174,7 @@ match ^x ^db send to a;
 match ^x send to b stop;
 match * send to a;
 `,
+	"prefix index": prefixIndexConfig(),
 	"files": `
 cluster f file /tmp/polymur-route-test-1 /tmp/polymur-route-test-2;
 cluster a forward 127.0.0.1:2003;
@@ -245,4 +246,30 @@ func TestSameAsCarbonCRelay(t *testing.T) {
 			t.Logf("%d lines, %d deliveries: %d identical, %d on carbon_ch collision points (carbon's rule)", len(names), deliveries, same, exempt)
 		})
 	}
+}
+
+// prefixIndexConfig has long runs of literal-prefix rules (what the prefix
+// index covers), regexes and stops between them, and a rewrite that splits
+// the runs.
+func prefixIndexConfig() string {
+	var b strings.Builder
+	b.WriteString("cluster a forward 127.0.0.1:2003;\ncluster h carbon_ch 127.0.0.1:2004=a 127.0.0.2:2004=b;\ncluster f fnv1a_ch 127.0.0.1:2005 127.0.0.2:2005;\n")
+	cl := []string{"a", "h", "f"}
+	for i, p := range []string{"foo", "bar", "baz", "sys", "app", "db", "web", "Stats", "carbon", "x", "q"} {
+		for h := range 4 {
+			stop := ""
+			if (i+h)%5 == 0 {
+				stop = " stop"
+			}
+			fmt.Fprintf(&b, "match ^%s\\.host%02d send to %s%s;\n", p, h*3, cl[(i+h)%3], stop)
+		}
+		if i%3 == 0 {
+			fmt.Fprintf(&b, "match ^%s\\.host0[0-9]\\.(cpu|net) send to %s;\n", p, cl[i%3])
+		}
+		if i == 5 {
+			b.WriteString("rewrite ^app\\.(.*) into application.\\1;\n")
+		}
+	}
+	b.WriteString("match ^application\\. ^foo\\. send to h stop;\nmatch * send to f;\n")
+	return b.String()
 }

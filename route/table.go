@@ -8,7 +8,7 @@ package route
 import (
 	"fmt"
 	"regexp"
-	"slices"
+	"regexp/syntax"
 	"strings"
 
 	"github.com/polymur/polymur/ring"
@@ -46,10 +46,16 @@ type Server struct {
 	TLS         string // "", ssl or mtls
 	Cert, Key   string
 	pos         token
+	addrText    string // host:port, made once
 }
 
 // Addr is host:port.
-func (s *Server) Addr() string { return s.addr() }
+func (s *Server) Addr() string {
+	if s.addrText == "" {
+		return s.addr()
+	}
+	return s.addrText
+}
 
 // Cluster is a named set of members and how a metric picks among them.
 type Cluster struct {
@@ -79,6 +85,10 @@ type Expr struct {
 	prefix string // ^literal: strings.HasPrefix
 	substr string // literal: strings.Contains
 	lit    bool   // prefix or substr applies
+	// For a real regex: literal text any match needs (a prefix when
+	// anchored, substrings anywhere), checked before the regex engine runs.
+	needPrefix string
+	needSub    []string
 }
 
 // Match is a match rule.
@@ -117,6 +127,7 @@ type Table struct {
 	Ignored  []string  // statements read and not applied (listen, statistics)
 	byName   map[string]*Cluster
 	byAddr   map[string]*Server
+	index    []*prefixIndex // per rule: the prefix index covering it, or nil
 }
 
 func newTable() *Table {
@@ -135,6 +146,7 @@ func (t *Table) addCluster(c *Cluster, at token) error {
 			c.Members[i] = old
 			continue
 		}
+		m.addrText = m.addr()
 		t.byAddr[m.addr()] = m
 		t.Servers = append(t.Servers, m)
 	}
@@ -198,7 +210,19 @@ func (t *Table) finish() error {
 			r.Match.Clusters = append(r.Match.Clusters, c)
 		}
 	}
+	t.buildIndexes()
 	return nil
+}
+
+// NeedsRest reports whether a rule looks at what follows the metric name
+// (a validate clause); when none does, Route may be given "" for it.
+func (t *Table) NeedsRest() bool {
+	for _, r := range t.Rules {
+		if r.Match != nil && r.Match.Validate != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Cluster returns the cluster called name.
@@ -227,8 +251,41 @@ func compileExpr(src string) (*Expr, error) {
 		} else {
 			e.substr = lit
 		}
+		return e, nil
 	}
+	e.needPrefix, e.needSub = required(tr)
 	return e, nil
+}
+
+// required finds literal text every match of an extended regex must
+// contain: the literal run right after a leading ^ (a prefix of the name)
+// and the literal pieces of a top-level concatenation. Cheap string tests
+// on them rule most names out before the regex engine runs.
+func required(src string) (prefix string, subs []string) {
+	re, err := syntax.Parse(src, syntax.POSIX)
+	if err != nil {
+		return "", nil
+	}
+	re = re.Simplify()
+	parts := []*syntax.Regexp{re}
+	if re.Op == syntax.OpConcat {
+		parts = re.Sub
+	}
+	anchored := len(parts) > 0 && (parts[0].Op == syntax.OpBeginText || parts[0].Op == syntax.OpBeginLine)
+	for i, p := range parts {
+		if p.Op != syntax.OpLiteral || p.Flags&syntax.FoldCase != 0 {
+			continue
+		}
+		s := string(p.Rune)
+		if anchored && i == 1 {
+			prefix = s
+			continue
+		}
+		if len(s) >= 2 {
+			subs = append(subs, s)
+		}
+	}
+	return prefix, subs
 }
 
 // translateERE turns glibc's extended-regex escapes into Go's POSIX syntax:
@@ -303,7 +360,23 @@ func (e *Expr) matches(name string) bool {
 	case e.lit:
 		return strings.Contains(name, e.substr)
 	}
+	if !e.mayMatch(name) {
+		return false
+	}
 	return e.re.MatchString(name)
+}
+
+// mayMatch applies the required-literal tests.
+func (e *Expr) mayMatch(name string) bool {
+	if e.needPrefix != "" && !strings.HasPrefix(name, e.needPrefix) {
+		return false
+	}
+	for _, s := range e.needSub {
+		if !strings.Contains(name, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // replPart is a piece of a rewrite replacement: literal text, or capture
@@ -363,6 +436,9 @@ func parseReplacement(s string, groups int) ([]replPart, error) {
 
 // apply rewrites name when r matches it: the matched part is replaced.
 func (r *Rewrite) apply(name string) (string, bool) {
+	if !r.Expr.mayMatch(name) {
+		return name, false
+	}
 	loc := r.Expr.re.FindStringSubmatchIndex(name)
 	if loc == nil {
 		return name, false
@@ -420,60 +496,110 @@ type Delivery struct {
 // whether a server is up (failover, any_of and dynamic hash clusters skip
 // the others).
 func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool) []Delivery {
-	matched := false
-	var idx []int
-	for _, r := range t.Rules {
+	rt := routing{t: t, dst: dst, name: name, rest: rest, live: live}
+	for ri := 0; ri < len(t.Rules); {
+		r := t.Rules[ri]
 		if rw := r.Rewrite; rw != nil {
-			name, _ = rw.apply(name)
+			rt.name, _ = rw.apply(rt.name)
+			ri++
 			continue
 		}
-		m := r.Match
-		if !m.All && !slices.ContainsFunc(m.Exprs, func(e *Expr) bool { return e.matches(name) }) {
-			continue
-		}
-		matched = true
-		if m.Validate != nil && !m.Validate.matches(rest) {
-			// The rule is aborted (carbon-c-relay goes on with the next
-			// one); "else drop" is a counted outcome, "else log" a log line.
-			// A validate-only rule (a global check, no destinations) that
-			// fails with drop stops the metric.
-			if !m.ValidateLog {
-				dst = append(dst, Delivery{Name: name, Outcome: Invalid})
-				if len(m.Clusters) == 0 && !m.Blackhole {
-					return dst
+		if x := t.index[ri]; x != nil && ri == x.start {
+			// A run with a prefix index: one trie walk finds the indexed
+			// rules that match; they and the others are taken in order.
+			hits := x.hits(rt.name)
+			oi := 0
+			for b := 0; b <= x.n; b++ {
+				next := x.end
+				if b < x.n {
+					if hits[b>>6]&(1<<(b&63)) == 0 {
+						continue
+					}
+					next = x.rules[b]
 				}
-			} else {
-				dst = append(dst, Delivery{Name: name, Outcome: InvalidLogged})
+				for ; oi < len(x.others) && x.others[oi] < next; oi++ {
+					if m := t.Rules[x.others[oi]].Match; m.matches(rt.name) && rt.apply(m) {
+						return rt.dst
+					}
+				}
+				if b < x.n && rt.apply(t.Rules[next].Match) {
+					return rt.dst
+				}
 			}
+			ri = x.end
 			continue
 		}
-		if m.Blackhole {
-			return append(dst, Delivery{Name: name, Outcome: Blackhole})
+		if m := r.Match; m.matches(rt.name) && rt.apply(m) {
+			return rt.dst
 		}
-		key := name
-		if m.RouteUsing != nil {
-			key = routeKey(m.RouteUsing, name)
-		}
-		for _, c := range m.Clusters {
-			if c.Kind == File {
-				for _, f := range c.Files {
-					dst = append(dst, Delivery{Name: name, Outcome: Send, Cluster: c, File: f})
-				}
-				continue
-			}
-			idx = c.pick(idx[:0], key, live)
-			for _, i := range idx {
-				dst = append(dst, Delivery{Name: name, Outcome: Send, Cluster: c, Server: c.Members[i]})
-			}
-		}
-		if m.Stop {
-			return dst
+		ri++
+	}
+	if !rt.matched {
+		rt.dst = append(rt.dst, Delivery{Name: rt.name, Outcome: Unrouted})
+	}
+	return rt.dst
+}
+
+// routing is one metric's way through the rules.
+type routing struct {
+	t          *Table
+	dst        []Delivery
+	name, rest string
+	live       func(*Server) bool
+	matched    bool
+	idx        [8]int
+}
+
+// matches reports whether one of m's expressions matches name.
+func (m *Match) matches(name string) bool {
+	if m.All {
+		return true
+	}
+	for _, e := range m.Exprs {
+		if e.matches(name) {
+			return true
 		}
 	}
-	if !matched {
-		dst = append(dst, Delivery{Name: name, Outcome: Unrouted})
+	return false
+}
+
+// apply carries out a match rule that matched; it reports whether routing
+// stops here.
+func (rt *routing) apply(m *Match) (stop bool) {
+	rt.matched = true
+	name := rt.name
+	if m.Validate != nil && !m.Validate.matches(rt.rest) {
+		// The rule is aborted (carbon-c-relay goes on with the next one);
+		// "else drop" is a counted outcome, "else log" a log line. A
+		// validate-only rule (a global check, no destinations) that fails
+		// with drop stops the metric.
+		if !m.ValidateLog {
+			rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Invalid})
+			return len(m.Clusters) == 0 && !m.Blackhole
+		}
+		rt.dst = append(rt.dst, Delivery{Name: name, Outcome: InvalidLogged})
+		return false
 	}
-	return dst
+	if m.Blackhole {
+		rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Blackhole})
+		return true
+	}
+	key := name
+	if m.RouteUsing != nil {
+		key = routeKey(m.RouteUsing, name)
+	}
+	for _, c := range m.Clusters {
+		if c.Kind == File {
+			for _, f := range c.Files {
+				rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Send, Cluster: c, File: f})
+			}
+			continue
+		}
+		for _, i := range c.pick(rt.idx[:0], key, rt.live) {
+			rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Send, Cluster: c, Server: c.Members[i]})
+		}
+	}
+	return m.Stop
 }
 
 // routeKey is the hash key a "route using" expression makes of name: its

@@ -20,7 +20,7 @@ type routing struct {
 
 	mu                   sync.Mutex // serialises reloads
 	reloads, reloadFails atomic.Uint64
-	ds                   sync.Pool // of *[]route.Delivery
+	ds                   sync.Pool // of *routeState
 }
 
 func newRouting(path string, t *route.Table, log *slog.Logger) (*routing, error) {
@@ -29,7 +29,11 @@ func newRouting(path string, t *route.Table, log *slog.Logger) (*routing, error)
 	}
 	r := &routing{path: path, log: log}
 	r.cur.Store(t)
-	r.ds.New = func() any { return new([]route.Delivery) }
+	r.ds.New = func() any {
+		st := &routeState{}
+		st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
+		return st
+	}
 	return r, nil
 }
 
@@ -62,13 +66,19 @@ func destinations(t *route.Table) ([]pool.Destination, error) {
 // route is the pool's RouteFunc: the table's deliveries for one line.
 func (r *routing) route(dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
 	t := r.cur.Load()
-	buf := r.ds.Get().(*[]route.Delivery)
+	st := r.ds.Get().(*routeState)
+	st.up = up
 	n := string(name)
-	var live func(*route.Server) bool
-	if up != nil {
-		live = func(s *route.Server) bool { return up(s.Addr()) }
+	var restText string
+	if t.NeedsRest() {
+		restText = string(rest)
 	}
-	*buf = t.Route((*buf)[:0], n, string(rest), live)
+	live := st.live
+	if up == nil {
+		live = nil
+	}
+	buf := &st.ds
+	*buf = t.Route((*buf)[:0], n, restText, live)
 	why := ""
 	for _, d := range *buf {
 		switch d.Outcome {
@@ -82,8 +92,17 @@ func (r *routing) route(dst []pool.Placement, name, rest []byte, up func(string)
 			why = d.Outcome
 		}
 	}
-	r.ds.Put(buf)
+	st.up = nil
+	r.ds.Put(st)
 	return dst, why
+}
+
+// routeState is one call's scratch: the deliveries and the liveness
+// adapter (made once, not per line).
+type routeState struct {
+	ds   []route.Delivery
+	up   func(string) bool
+	live func(*route.Server) bool
 }
 
 // reload re-reads the configuration; on success the new table is swapped in:
