@@ -55,7 +55,8 @@ type Placement struct {
 // metric name, rest what follows it (value and timestamp); up reports
 // whether a destination is in service. With no placement, why is the
 // counted reason (blackhole, unrouted, invalid). It must be safe for
-// concurrent use; the slices it is given are only valid during the call.
+// concurrent use unless made by Config.NewRoute for one goroutine; the
+// slices it is given are only valid during the call.
 type RouteFunc func(dst []Placement, name, rest []byte, up func(dest string) bool) (_ []Placement, why string)
 
 // ParseMode maps the -distribution flag value to a Mode.
@@ -114,8 +115,10 @@ type Config struct {
 	// queue cannot.
 	SpoolAlways bool
 
-	// Route decides each line's destinations in Routed mode.
-	Route RouteFunc
+	// NewRoute makes, for each goroutine that places lines, the RouteFunc
+	// that decides their destinations in Routed mode (it may keep scratch
+	// space: it is used by one goroutine only).
+	NewRoute func() RouteFunc
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
@@ -167,8 +170,8 @@ func (c *Config) fill() error {
 	if len(c.Destinations) > 65535 {
 		return errors.New("pool: too many destinations")
 	}
-	if c.Mode == Routed && c.Route == nil {
-		return errors.New("pool: routed mode needs a Route func")
+	if c.Mode == Routed && c.NewRoute == nil {
+		return errors.New("pool: routed mode needs a NewRoute func")
 	}
 	if c.SpoolAlways && c.SpoolDir == "" {
 		return errors.New("pool: the write-ahead spool mode needs a spool directory")
@@ -732,7 +735,7 @@ func (p *Pool) Route(name string) []string {
 	}
 	if p.cfg.Mode == Routed {
 		var out []string
-		pls, _ := p.cfg.Route(nil, []byte(name), nil, p.upFunc(v))
+		pls, _ := p.cfg.NewRoute()(nil, []byte(name), nil, p.upFunc(v))
 		for _, pl := range pls {
 			out = append(out, pl.Dest)
 		}

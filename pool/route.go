@@ -11,11 +11,12 @@ import (
 // router places batches on destination queues. Each distributing goroutine
 // owns one; it is not safe for concurrent use.
 type router struct {
-	p    *Pool
-	out  []*batch.Batch // per-destination batches being built (hash-route, routed)
-	pls  []Placement    // routed: one line's placements
-	line []byte         // routed: a renamed line being built
-	tick *time.Ticker   // re-checks destination state while blocked
+	p     *Pool
+	out   []*batch.Batch // per-destination batches being built (hash-route, routed)
+	pls   []Placement    // routed: one line's placements
+	line  []byte         // routed: a renamed line being built
+	route RouteFunc      // routed: this router's own (made by Config.NewRoute)
+	tick  *time.Ticker   // re-checks destination state while blocked
 }
 
 func newRouter(p *Pool) *router {
@@ -92,7 +93,10 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 		name := b.Name(i)
 		rest := line[min(len(name)+1, len(line)) : len(line)-1]
 		var why string
-		r.pls, why = p.cfg.Route(r.pls[:0], name, rest, up)
+		if r.route == nil {
+			r.route = p.cfg.NewRoute()
+		}
+		r.pls, why = r.route(r.pls[:0], name, rest, up)
 		if len(r.pls) == 0 {
 			p.drops.add(cmp.Or(why, DropUnrouted), 1)
 			continue

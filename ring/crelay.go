@@ -100,7 +100,8 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 	}
 	pos := Position(name)
 	i, _ := slices.BinarySearchFunc(r.entries, pos, func(e Entry, p uint32) int { return cmp.Compare(e.Pos, p) })
-	var hosts []string
+	var hostBuf [8]string
+	hosts := hostBuf[:0]
 	for k := 0; k < len(r.entries) && len(dst)-start < n; k++ {
 		node := r.entries[(i+k)%len(r.entries)].Node
 		if live != nil && !live(node) || slices.Contains(dst[start:], node) {

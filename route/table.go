@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 
 	"github.com/polymur/polymur/ring"
@@ -89,6 +90,10 @@ type Expr struct {
 	// anchored, substrings anywhere), checked before the regex engine runs.
 	needPrefix string
 	needSub    []string
+	// needIDs number needPrefix (as a prefix test) and needSub (as
+	// substring tests) in the table's literal list, so that one routing
+	// tests each distinct literal once however many rules need it.
+	needIDs []int
 }
 
 // Match is a match rule.
@@ -121,13 +126,64 @@ type Rule struct {
 
 // Table is a parsed, checked configuration.
 type Table struct {
-	Clusters []*Cluster
-	Rules    []Rule
-	Servers  []*Server // every distinct host:port, in order of appearance
-	Ignored  []string  // statements read and not applied (listen, statistics)
-	byName   map[string]*Cluster
-	byAddr   map[string]*Server
-	index    []*prefixIndex // per rule: the prefix index covering it, or nil
+	Clusters  []*Cluster
+	Rules     []Rule
+	Servers   []*Server // every distinct host:port, in order of appearance
+	Ignored   []string  // statements read and not applied (listen, statistics)
+	byName    map[string]*Cluster
+	byAddr    map[string]*Server
+	index     []*prefixIndex // per rule: the prefix index covering it, or nil
+	needsRest bool
+	lits      []literalTest // distinct required literals of the rules' regexes
+}
+
+// literalTest is one required literal: a prefix of the name, or a
+// substring of it.
+type literalTest struct {
+	s      string
+	prefix bool
+}
+
+func (l literalTest) holds(name string) bool {
+	if l.prefix {
+		return strings.HasPrefix(name, l.s)
+	}
+	return strings.Contains(name, l.s)
+}
+
+// numberLiterals gives every required literal of the rules' expressions an
+// id in t.lits.
+func (t *Table) numberLiterals() {
+	ids := map[literalTest]int{}
+	id := func(l literalTest) int {
+		if i, ok := ids[l]; ok {
+			return i
+		}
+		ids[l] = len(t.lits)
+		t.lits = append(t.lits, l)
+		return len(t.lits) - 1
+	}
+	number := func(e *Expr) {
+		if e == nil || e.re == nil || e.lit {
+			return
+		}
+		e.needIDs = e.needIDs[:0]
+		if e.needPrefix != "" {
+			e.needIDs = append(e.needIDs, id(literalTest{e.needPrefix, true}))
+		}
+		for _, s := range e.needSub {
+			e.needIDs = append(e.needIDs, id(literalTest{s, false}))
+		}
+	}
+	for _, r := range t.Rules {
+		if r.Rewrite != nil {
+			number(r.Rewrite.Expr)
+			continue
+		}
+		for _, e := range r.Match.Exprs {
+			number(e)
+		}
+	}
 }
 
 func newTable() *Table {
@@ -211,19 +267,18 @@ func (t *Table) finish() error {
 		}
 	}
 	t.buildIndexes()
+	t.numberLiterals()
+	for _, r := range t.Rules {
+		if r.Match != nil && r.Match.Validate != nil {
+			t.needsRest = true
+		}
+	}
 	return nil
 }
 
 // NeedsRest reports whether a rule looks at what follows the metric name
 // (a validate clause); when none does, Route may be given "" for it.
-func (t *Table) NeedsRest() bool {
-	for _, r := range t.Rules {
-		if r.Match != nil && r.Match.Validate != nil {
-			return true
-		}
-	}
-	return false
-}
+func (t *Table) NeedsRest() bool { return t.needsRest }
 
 // Cluster returns the cluster called name.
 func (t *Table) Cluster(name string) *Cluster { return t.byName[name] }
@@ -285,6 +340,9 @@ func required(src string) (prefix string, subs []string) {
 			subs = append(subs, s)
 		}
 	}
+	// Later pieces are usually the more specific ones (a name's tail
+	// varies most): test them first.
+	slices.Reverse(subs)
 	return prefix, subs
 }
 
@@ -500,7 +558,12 @@ func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool
 	for ri := 0; ri < len(t.Rules); {
 		r := t.Rules[ri]
 		if rw := r.Rewrite; rw != nil {
-			rt.name, _ = rw.apply(rt.name)
+			if rt.mayRewrite(rw) {
+				var changed bool
+				if rt.name, changed = rw.apply(rt.name); changed {
+					rt.known, rt.holds = 0, 0 // a new name: literals tested afresh
+				}
+			}
 			ri++
 			continue
 		}
@@ -518,7 +581,7 @@ func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool
 					next = x.rules[b]
 				}
 				for ; oi < len(x.others) && x.others[oi] < next; oi++ {
-					if m := t.Rules[x.others[oi]].Match; m.matches(rt.name) && rt.apply(m) {
+					if m := t.Rules[x.others[oi]].Match; rt.matches(m) && rt.apply(m) {
 						return rt.dst
 					}
 				}
@@ -529,7 +592,7 @@ func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool
 			ri = x.end
 			continue
 		}
-		if m := r.Match; m.matches(rt.name) && rt.apply(m) {
+		if m := r.Match; rt.matches(m) && rt.apply(m) {
 			return rt.dst
 		}
 		ri++
@@ -548,19 +611,59 @@ type routing struct {
 	live       func(*Server) bool
 	matched    bool
 	idx        [8]int
+	// known and holds memoise the table's first 64 required literals for
+	// the current name (reset when a rewrite changes it).
+	known, holds uint64
 }
 
-// matches reports whether one of m's expressions matches name.
-func (m *Match) matches(name string) bool {
+// matches reports whether one of m's expressions matches the name.
+func (rt *routing) matches(m *Match) bool {
 	if m.All {
 		return true
 	}
 	for _, e := range m.Exprs {
-		if e.matches(name) {
+		if rt.exprMatches(e) {
 			return true
 		}
 	}
 	return false
+}
+
+func (rt *routing) exprMatches(e *Expr) bool {
+	if e.re == nil || e.lit || e.all {
+		return e.matches(rt.name)
+	}
+	for _, id := range e.needIDs {
+		if !rt.literal(id) {
+			return false
+		}
+	}
+	return e.re.MatchString(rt.name)
+}
+
+// literal tests required literal id on the name, once per name.
+func (rt *routing) literal(id int) bool {
+	if id >= 64 {
+		return rt.t.lits[id].holds(rt.name)
+	}
+	bit := uint64(1) << id
+	if rt.known&bit == 0 {
+		rt.known |= bit
+		if rt.t.lits[id].holds(rt.name) {
+			rt.holds |= bit
+		}
+	}
+	return rt.holds&bit != 0
+}
+
+// mayRewrite applies rw's required-literal tests through the memo.
+func (rt *routing) mayRewrite(rw *Rewrite) bool {
+	for _, id := range rw.Expr.needIDs {
+		if !rt.literal(id) {
+			return false
+		}
+	}
+	return true
 }
 
 // apply carries out a match rule that matched; it reports whether routing

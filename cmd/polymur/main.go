@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if rt, err = newRouting(c.configFile, c.table, log); err != nil {
 			return fmt.Errorf("-config: %w", err)
 		}
-		c.Route = rt.route
+		c.NewRoute = rt.newRoute
 		c.Reload = func() error { return rt.reload(relay.Pool) }
 	}
 	var lis *listener.TCP

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/polymur/polymur/pool"
 	"github.com/polymur/polymur/route"
@@ -20,7 +21,6 @@ type routing struct {
 
 	mu                   sync.Mutex // serialises reloads
 	reloads, reloadFails atomic.Uint64
-	ds                   sync.Pool // of *routeState
 }
 
 func newRouting(path string, t *route.Table, log *slog.Logger) (*routing, error) {
@@ -29,11 +29,6 @@ func newRouting(path string, t *route.Table, log *slog.Logger) (*routing, error)
 	}
 	r := &routing{path: path, log: log}
 	r.cur.Store(t)
-	r.ds.New = func() any {
-		st := &routeState{}
-		st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
-		return st
-	}
 	return r, nil
 }
 
@@ -63,12 +58,22 @@ func destinations(t *route.Table) ([]pool.Destination, error) {
 	return out, nil
 }
 
-// route is the pool's RouteFunc: the table's deliveries for one line.
-func (r *routing) route(dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
+// newRoute makes a RouteFunc for one goroutine, with its own scratch.
+func (r *routing) newRoute() pool.RouteFunc {
+	st := &routeState{}
+	st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
+	return func(dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
+		return r.route(st, dst, name, rest, up)
+	}
+}
+
+// route is the table's deliveries for one line, as pool placements.
+func (r *routing) route(st *routeState, dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
 	t := r.cur.Load()
-	st := r.ds.Get().(*routeState)
 	st.up = up
-	n := string(name)
+	// The name is only read during the call (deliveries keep it as their
+	// Name only when unchanged, and those are not retained): no copy.
+	n := unsafe.String(unsafe.SliceData(name), len(name))
 	var restText string
 	if t.NeedsRest() {
 		restText = string(rest)
@@ -93,7 +98,6 @@ func (r *routing) route(dst []pool.Placement, name, rest []byte, up func(string)
 		}
 	}
 	st.up = nil
-	r.ds.Put(st)
 	return dst, why
 }
 

@@ -62,8 +62,8 @@ type RelayFlags struct {
 	ExtraCommands map[string]api.Handler
 	// Route and Reload: polymur -config (routed mode; destinations come
 	// from the configuration, Reload re-reads it).
-	Route  pool.RouteFunc
-	Reload func() error
+	NewRoute func() pool.RouteFunc
+	Reload   func() error
 
 	// Filled by Check.
 	Mode      pool.Mode
@@ -199,7 +199,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always",
-		Dial:        f.Dial, RingByAddr: f.RingByAddr, Route: f.Route,
+		Dial:        f.Dial, RingByAddr: f.RingByAddr, NewRoute: f.NewRoute,
 	}
 }
 
