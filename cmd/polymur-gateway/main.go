@@ -92,11 +92,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	// SIGHUP re-reads the TLS certificate (until then SIGHUP was ignored
 	// from the start: see daemon.SignalContext).
 	var reload func()
-	if len(certs) > 0 {
+	if len(certs) > 0 || relay.Routed() {
 		reload = func() {
 			for _, c := range certs {
 				c.ReloadAndLog("SIGHUP")
 			}
+			relay.Reload()
 		}
 	}
 	defer daemon.HandleSignalsReload(log, reload)()

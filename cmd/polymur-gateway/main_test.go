@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +167,20 @@ func TestBadConfigurationFailsAtStart(t *testing.T) {
 				t.Fatalf("err = %v, want mention of %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// The gateway routes by a carbon-c-relay configuration too.
+func TestGatewayConfig(t *testing.T) {
+	a, b := testutil.NewSink(t), testutil.NewSink(t)
+	conf := filepath.Join(t.TempDir(), "gw.conf")
+	os.WriteFile(conf, []byte("cluster a forward "+a.Addr()+";\ncluster b forward "+b.Addr()+";\nmatch ^web\\. send to a stop;\nmatch * send to b;\n"), 0o600)
+	d := start(t, "-dev-mode", "-config", conf)
+	url := "http://" + d.Addrs["http"] + "/ingest"
+	if code := post(t, url, "123", "web.x 1 1700000000\ndb.y 2 1700000000\n"); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if !a.WaitCount(1, limit) || !b.WaitCount(1, limit) || a.Lines()[0] != "web.x 1 1700000000" || b.Lines()[0] != "db.y 2 1700000000" {
+		t.Fatalf("a %q, b %q", a.Lines(), b.Lines())
 	}
 }

@@ -18,9 +18,7 @@ type config struct {
 	clients     daemon.ClientFlags
 	listenAddr  string
 	test        bool
-	configFile  string
 	checkConfig bool
-	table       *route.Table
 	mode        string
 	statsd      statsdFlags
 	statsdDests []pool.Destination
@@ -56,7 +54,6 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
 	c.statsd.register(fs)
 	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' (with -config: '<metric>\\t<as sent>\\t<send|blackhole|unrouted|invalid>\\t<cluster>\\t<host:port>' per delivery) and exit; connects nowhere")
-	fs.StringVar(&c.configFile, "config", "", "carbon-c-relay configuration file (clusters, match, rewrite, include); with -test or -check-config")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "Parse and check -config, print it normalised and exit (1 on an error, naming file:line:col)")
 	if err := daemon.ParseFlags(fs, "POLYMUR", args); err != nil {
 		return nil, err
@@ -64,39 +61,17 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
+	c.NoDelivery = c.test || c.checkConfig
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
 	if err := c.clients.Check(); err != nil {
 		return nil, err
 	}
-	if c.configFile != "" {
-		if c.Destinations != "" {
-			return nil, fmt.Errorf("-config and -destinations both given: the configuration's clusters are the destinations")
-		}
-		t, err := route.ParseFile(c.configFile)
-		if err != nil {
-			return nil, fmt.Errorf("-config: %w", err)
-		}
-		c.table = t
-		if !c.test && !c.checkConfig {
-			if c.mode == "statsd" || c.statsd.configFile != "" {
-				return nil, fmt.Errorf("-config is for graphite mode, not statsd mode")
-			}
-			if c.StateFile != "" {
-				return nil, fmt.Errorf("-config and -state-file: the configuration file is the state; edit it and send SIGHUP")
-			}
-			if err := deliverable(t); err != nil {
-				return nil, fmt.Errorf("-config %s: %w", c.configFile, err)
-			}
-			if c.Dests, err = destinations(t); err != nil {
-				return nil, fmt.Errorf("-config %s: %w", c.configFile, err)
-			}
-			c.Mode = pool.Routed
-			c.APIReadOnly = true
-			c.ReadOnlyHint = "destinations come from -config: edit it and send SIGHUP"
-		}
-	} else if c.checkConfig {
+	if c.ConfigFile != "" && !c.NoDelivery && (c.mode == "statsd" || c.statsd.configFile != "") {
+		return nil, fmt.Errorf("-config is for graphite mode, not statsd mode")
+	}
+	if c.checkConfig && c.ConfigFile == "" {
 		return nil, fmt.Errorf("-check-config needs -config")
 	}
 	switch c.mode {
@@ -131,7 +106,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 // testMode prints where each metric read from in would go, like
 // carbon-c-relay -t. It binds and dials nothing.
 func testMode(c *config, in io.Reader, out io.Writer) error {
-	if c.table != nil {
+	if c.Table != nil {
 		return routeTestMode(c, in, out)
 	}
 	pc := c.PoolConfig()
@@ -171,7 +146,7 @@ func routeTestMode(c *config, in io.Reader, out io.Writer) error {
 		if len(fields) == 0 {
 			continue
 		}
-		ds = c.table.Route(ds[:0], fields[0], strings.Join(fields[1:], " "), nil)
+		ds = c.Table.Route(ds[:0], fields[0], strings.Join(fields[1:], " "), nil)
 		route.WriteTest(w, fields[0], ds)
 	}
 	return sc.Err()

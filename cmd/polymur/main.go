@@ -32,7 +32,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	if c.checkConfig {
-		return c.table.Format(stdout)
+		return c.Table.Format(stdout)
 	}
 	if c.test {
 		return testMode(c, stdin, stdout)
@@ -45,35 +45,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		defer daemon.HandleSignals(log)()
 		return runStatsd(ctx, c, stdout, log, ready)
 	}
-	var rt *routing
-	var relay *daemon.Relay
-	if c.table != nil {
-		if rt, err = newRouting(c.configFile, c.table, log); err != nil {
-			return fmt.Errorf("-config: %w", err)
-		}
-		c.NewRoute = rt.newRoute
-		c.Reload = func() error { return rt.reload(relay.Pool) }
-	}
 	var lis *listener.TCP
 	intake := daemon.Intake{
 		Accepted: func() uint64 { return lis.Accepted.Load() },
 		Rejected: func() map[string]uint64 { return lis.Rejections() },
 		Stats:    func() any { return lis.Stats() },
 	}
-	var extra func() map[string]any
-	if rt != nil {
-		extra = func() map[string]any {
-			return map[string]any{"config": map[string]any{"file": rt.path, "reloads": rt.reloads.Load(), "reload_failures": rt.reloadFails.Load()}}
-		}
-	}
-	relay, err = daemon.NewRelay("polymur", &c.RelayFlags, stdout, log, intake, extra)
+	relay, err := daemon.NewRelay("polymur", &c.RelayFlags, stdout, log, intake, nil)
 	if err != nil {
 		return err
 	}
 	// SIGHUP re-reads -config (without one it is logged and ignored).
 	var onHup func()
-	if rt != nil {
-		onHup = func() { rt.reload(relay.Pool) }
+	if relay.Routed() {
+		onHup = func() { relay.Reload() }
 	}
 	defer daemon.HandleSignalsReload(log, onHup)()
 	lis, err = listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,

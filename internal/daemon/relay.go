@@ -24,6 +24,7 @@ import (
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/route"
 	"github.com/polymur/polymur/runstats"
 )
 
@@ -60,10 +61,12 @@ type RelayFlags struct {
 	Dial          func(ctx context.Context, addr string) (net.Conn, error)
 	RingByAddr    bool
 	ExtraCommands map[string]api.Handler
-	// Route and Reload: polymur -config (routed mode; destinations come
-	// from the configuration, Reload re-reads it).
-	NewRoute func() pool.RouteFunc
-	Reload   func() error
+	// ConfigFile is -config (a carbon-c-relay configuration); Table is
+	// what Check read from it. NoDelivery (set by -test and
+	// -check-config) only reads it.
+	ConfigFile string
+	Table      *route.Table
+	NoDelivery bool
 
 	// Filled by Check.
 	Mode      pool.Mode
@@ -83,6 +86,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
 	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
+	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
 	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route")
@@ -120,6 +124,9 @@ func (f *RelayFlags) Check() error {
 	}
 	if err := CheckSpoolMode(f.SpoolMode, f.SpoolDir); err != nil {
 		return err
+	}
+	if f.ConfigFile != "" {
+		return f.loadConfig()
 	}
 	if f.StateFile != "" {
 		saved, ok, err := readState(f.StateFile)
@@ -176,6 +183,35 @@ func CheckSpoolMode(mode, dir string) error {
 	return fmt.Errorf("-spool-mode: unknown mode %q (want overflow or always)", mode)
 }
 
+// loadConfig reads -config; for delivery its servers become the
+// destinations and the pool routes by its rules.
+func (f *RelayFlags) loadConfig() error {
+	if f.Destinations != "" {
+		return errors.New("-config and -destinations both given: the configuration's clusters are the destinations")
+	}
+	t, err := route.ParseFile(f.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("-config: %w", err)
+	}
+	f.Table = t
+	if f.NoDelivery {
+		return nil
+	}
+	if f.StateFile != "" {
+		return errors.New("-config and -state-file: the configuration file is the state; edit it and send SIGHUP")
+	}
+	if err := deliverable(t); err != nil {
+		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
+	}
+	if f.Dests, err = destinations(t); err != nil {
+		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
+	}
+	f.Mode = pool.Routed
+	f.APIReadOnly = true
+	f.ReadOnlyHint = "destinations come from -config: edit it and send SIGHUP"
+	return nil
+}
+
 // Rule is one range check of a flag value.
 type Rule struct {
 	Msg string
@@ -199,7 +235,7 @@ func (f *RelayFlags) PoolConfig() pool.Config {
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always",
-		Dial:        f.Dial, RingByAddr: f.RingByAddr, NewRoute: f.NewRoute,
+		Dial:        f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
 
@@ -221,7 +257,20 @@ type Relay struct {
 	admin    *admin.Server
 	reg      *prometheus.Registry
 	notReady []func() []string
+	routing  *routing // -config; nil otherwise
 }
+
+// Reload re-reads -config and swaps the routing table (an error keeps the
+// running one; it is logged and counted). Without -config it does nothing.
+func (r *Relay) Reload() error {
+	if r.routing == nil {
+		return nil
+	}
+	return r.routing.reload(r.Pool)
+}
+
+// Routed reports whether the relay routes by -config.
+func (r *Relay) Routed() bool { return r.routing != nil }
 
 // AddMetrics registers daemon-specific collectors for /metrics.
 func (r *Relay) AddMetrics(cs ...prometheus.Collector) { r.reg.MustRegister(cs...) }
@@ -269,11 +318,30 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	if f.ConsoleOut {
 		pc.Console = stdout
 	}
+	if f.Mode == pool.Routed {
+		var err error
+		if r.routing, err = newRouting(f.ConfigFile, f.Table, log); err != nil {
+			return nil, fmt.Errorf("-config: %w", err)
+		}
+		pc.NewRoute = r.routing.newRoute
+	}
 	p, err := pool.New(pc)
 	if err != nil {
 		return nil, err
 	}
 	r.Pool = p
+	var reload func() error
+	if r.routing != nil {
+		reload = r.Reload
+		prev := extra
+		extra = func() map[string]any {
+			m := map[string]any{"config": map[string]any{"file": r.routing.path, "reloads": r.routing.reloads.Load(), "reload_failures": r.routing.reloadFails.Load()}}
+			if prev != nil {
+				maps.Copy(m, prev())
+			}
+			return m
+		}
+	}
 	r.reg = NewRegistry(writes, IntakeMetrics(in), PoolMetrics(p))
 	stats := func() any {
 		s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
@@ -319,7 +387,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 			Put: func(d string) error { return adminErr(p.PutDest(d)) },
 			Del: func(d string) error { return adminErr(p.DelDest(d)) },
 			Get: func() any { return p.Destinations() }, Route: p.Route,
-		}, Reload: f.Reload}
+		}, Reload: reload}
 	f.Admin.Apply(&acfg)
 	r.admin, err = AdminServer(acfg)
 	if err != nil {
