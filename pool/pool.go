@@ -62,9 +62,9 @@ type RouteFunc func(dst []Placement, name, rest []byte, up func(dest string) boo
 // ParseMode maps the -distribution flag value to a Mode.
 func ParseMode(s string) (Mode, error) {
 	switch s {
-	case "broadcast":
+	case "broadcast", "forward":
 		return Broadcast, nil
-	case "hash-route":
+	case "hash-route", "consistent-hashing", "carbon_ch":
 		return HashRoute, nil
 	}
 	return 0, fmt.Errorf("unknown distribution %q (want broadcast or hash-route)", s)

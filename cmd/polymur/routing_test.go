@@ -173,3 +173,54 @@ match * send to all;
 		t.Fatalf("reload counters: %s", st)
 	}
 }
+
+// -distribution takes carbon's and carbon-c-relay's names; the kinds the
+// pool has no mode of its own for become a one-cluster configuration.
+func TestDistributionNames(t *testing.T) {
+	a, b := testutil.NewSink(t), testutil.NewSink(t)
+	dests := a.Addr() + ":x," + b.Addr() + ":y"
+	for _, tc := range []struct {
+		dist, repl, want string
+	}{
+		{"consistent-hashing", "1", ""},
+		{"carbon_ch", "1", ""},
+		{"forward", "1", ""},
+		{"carbon_ch", "2", "distinct hosts"}, // both sinks are on 127.0.0.1
+		{"forward", "2", "every destination"},
+		{"any_of", "2", "one destination"},
+		{"round_robin", "1", "unknown distribution"},
+		{"fnv1a_ch", "3", "exceeds"},
+	} {
+		args := []string{"-listen-addr", "127.0.0.1:0", "-api-addr", "", "-stat-addr", "", "-distribution", tc.dist, "-replication", tc.repl, "-destinations", dests}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		err := run(ctx, args, strings.NewReader(""), io.Discard, io.Discard, nil)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("-distribution %s -replication %s: err %v, want %q", tc.dist, tc.repl, err, tc.want)
+		}
+	}
+	// any_of, fnv1a_ch and jump_fnv1a_ch deliver each line to its member.
+	for _, dist := range []string{"any_of", "fnv1a_ch", "jump_fnv1a_ch", "failover"} {
+		t.Run(dist, func(t *testing.T) {
+			a, b := testutil.NewSink(t), testutil.NewSink(t)
+			dests := a.Addr() + ":1," + b.Addr() + ":2"
+			lines := routedLines([]string{"svc"}, 2000, dist)
+			var out bytes.Buffer
+			run(context.Background(), []string{"-distribution", dist, "-destinations", dests, "-test"}, strings.NewReader(strings.Join(lines, "\n")), &out, io.Discard, nil)
+			want := map[string][]string{}
+			for _, row := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				f := strings.Split(row, "\t")
+				want[f[4]] = append(want[f[4]], f[1])
+			}
+			d := start(t, "-distribution", dist, "-destinations", dests)
+			d.Send(t, "listen", strings.Join(lines, "\n")+"\n")
+			for _, s := range []*testutil.Sink{a, b} {
+				testutil.WaitFor(t, "lines", limit, func() bool { return s.Count() >= len(want[s.Addr()]) })
+			}
+			time.Sleep(100 * time.Millisecond)
+			if a.Count()+b.Count() != 2000 || a.Count() != len(want[a.Addr()]) {
+				t.Fatalf("%s: %d + %d lines, -test says %d + %d", dist, a.Count(), b.Count(), len(want[a.Addr()]), len(want[b.Addr()]))
+			}
+		})
+	}
+}

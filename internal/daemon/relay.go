@@ -64,9 +64,10 @@ type RelayFlags struct {
 	// ConfigFile is -config (a carbon-c-relay configuration); Table is
 	// what Check read from it. NoDelivery (set by -test and
 	// -check-config) only reads it.
-	ConfigFile string
-	Table      *route.Table
-	NoDelivery bool
+	ConfigFile  string
+	Table       *route.Table
+	NoDelivery  bool
+	Replication int
 
 	// Filled by Check.
 	Mode      pool.Mode
@@ -89,7 +90,8 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
-	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route")
+	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route; also carbon's and carbon-c-relay's names: consistent-hashing and carbon_ch (= hash-route), forward (= broadcast), fnv1a_ch, jump_fnv1a_ch, any_of, failover")
+	fs.IntVar(&f.Replication, "replication", 1, "Destinations per point for the hashing distributions (carbon's REPLICATION_FACTOR; on distinct hosts for carbon_ch)")
 	fs.DurationVar(&f.DrainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM/SIGINT, time allowed to deliver what was already received")
 	fs.IntVar(&f.MaxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
 	fs.StringVar(&f.Validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
@@ -110,8 +112,14 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 // Check validates the shared flags and parses enums and destinations.
 func (f *RelayFlags) Check() error {
 	var err error
-	if f.Mode, err = pool.ParseMode(f.Distribution); err != nil {
-		return fmt.Errorf("-distribution: %w", err)
+	kind, err := distribution(f.Distribution, f.Replication)
+	if err != nil {
+		return err
+	}
+	if kind == "" {
+		if f.Mode, err = pool.ParseMode(f.Distribution); err != nil {
+			return fmt.Errorf("-distribution: %w", err)
+		}
 	}
 	if f.Level, err = batch.ParseLevel(f.Validation); err != nil {
 		return fmt.Errorf("-validation: %w", err)
@@ -127,6 +135,9 @@ func (f *RelayFlags) Check() error {
 	}
 	if f.ConfigFile != "" {
 		return f.loadConfig()
+	}
+	if kind != "" {
+		return f.synthesize(kind)
 	}
 	if f.StateFile != "" {
 		saved, ok, err := readState(f.StateFile)
@@ -181,6 +192,79 @@ func CheckSpoolMode(mode, dir string) error {
 		return nil
 	}
 	return fmt.Errorf("-spool-mode: unknown mode %q (want overflow or always)", mode)
+}
+
+// distribution maps -distribution (polymur's, carbon's and carbon-c-relay's
+// names) and -replication to a carbon-c-relay cluster kind, or "" for the
+// pool's own broadcast and hash-route (carbon's carbon_ch without
+// replication, with re-routing of dead destinations).
+func distribution(name string, replication int) (string, error) {
+	if replication < 1 || replication > 255 {
+		return "", errors.New("-replication must be from 1 to 255")
+	}
+	switch name {
+	case "broadcast", "forward":
+		if replication > 1 {
+			return "", fmt.Errorf("-replication %d with -distribution %s: every destination gets every point already", replication, name)
+		}
+		return "", nil
+	case "hash-route", "consistent-hashing", "carbon_ch":
+		if replication > 1 {
+			return "carbon_ch", nil
+		}
+		return "", nil
+	case "fnv1a_ch", "jump_fnv1a_ch":
+		return name, nil
+	case "any_of", "failover":
+		if replication > 1 {
+			return "", fmt.Errorf("-replication with -distribution %s: it sends each point to one destination", name)
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("-distribution: unknown distribution %q (want broadcast, hash-route (consistent-hashing, carbon_ch), fnv1a_ch, jump_fnv1a_ch, any_of or failover)", name)
+}
+
+// synthesize turns -destinations into the one-cluster configuration
+// "cluster default KIND [replication N] dynamic …; match * send to default"
+// for the kinds the pool has no mode of its own for.
+func (f *RelayFlags) synthesize(kind string) error {
+	if f.StateFile != "" {
+		return fmt.Errorf("-state-file with -distribution %s is not supported: its destinations are fixed at start", f.Distribution)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster default %s", kind)
+	if kind == "carbon_ch" || kind == "fnv1a_ch" || kind == "jump_fnv1a_ch" {
+		fmt.Fprintf(&b, " replication %d dynamic", f.Replication)
+	}
+	for _, d := range f.Dests {
+		host := d.Host
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		fmt.Fprintf(&b, " %s:%d", host, d.Port)
+		if d.HasInstance {
+			b.WriteString("=" + d.Instance)
+		}
+	}
+	b.WriteString(";\nmatch * send to default;\n")
+	if len(f.Dests) == 0 {
+		return fmt.Errorf("-distribution %s needs -destinations", f.Distribution)
+	}
+	t, err := route.Parse("-destinations", b.String())
+	if err != nil {
+		return fmt.Errorf("-destinations with -distribution %s -replication %d: %w", f.Distribution, f.Replication, err)
+	}
+	f.Table = t
+	if f.NoDelivery {
+		return nil
+	}
+	if f.Dests, err = destinations(t); err != nil {
+		return err
+	}
+	f.Mode = pool.Routed
+	f.APIReadOnly = true
+	f.ReadOnlyHint = "destinations are fixed with -distribution " + f.Distribution
+	return nil
 }
 
 // loadConfig reads -config; for delivery its servers become the
