@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -91,25 +93,7 @@ func do(t *testing.T, method, url, body string) (int, string) {
 	return request(t, method, url, body, map[string]string{"Authorization": "Bearer " + testToken})
 }
 
-// request sends one request with the given headers ("Host" sets the Host).
-func request(t *testing.T, method, url, body string, hdr map[string]string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	for k, v := range hdr {
-		if k == "Host" {
-			req.Host = v
-			continue
-		}
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+var request = testutil.Request
 
 func TestEndpoints(t *testing.T) {
 	var ready sync.Mutex

@@ -140,24 +140,19 @@ func TestProxyStopWithGatewayDownSpoolsAtOnce(t *testing.T) {
 func TestKill9GatewayWriteAhead(t *testing.T) {
 	s := testutil.NewCountingSink(t)
 	s.Stop()
-	gwAddr, gwAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	_, port, _ := net.SplitHostPort(gwAddr)
-	gwArgs := []string{"-dev-mode", "-listen-addr", "127.0.0.1", "-listen-http-port", port, "-api-addr", gwAPI, "-stat-addr", "",
-		"-destinations", s.Addr(), "-spool-dir", t.TempDir(), "-spool-mode", "always"}
-	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, gwArgs...)
-	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(gwAPI, "ping") == "pong" })
+	gw := startDevGateway(t, s.Addr(), "-spool-dir", t.TempDir(), "-spool-mode", "always")
 	listen, api := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	px := testutil.StartProc(t, bin("polymur-proxy"), nil, "-listen-addr", listen, "-stat-addr", "", "-api-addr", api,
-		"-gateway", "http://"+gwAddr, "-api-key", "123", "-flush-interval", "50ms")
+		"-gateway", "http://"+gw.addr, "-api-key", "123", "-flush-interval", "50ms")
 	testutil.WaitFor(t, "proxy API", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
 	const n = 200_000
 	testutil.SendTCP(t, listen, spoolInput("gwcrash", n))
 	testutil.WaitFor(t, "the gateway acknowledged every line", limit, func() bool {
 		return testutil.JSONInt(testutil.Ask(api, "stats"), "sent") == n
 	})
-	kill9(t, gw)
+	kill9(t, gw.Proc)
 	s.Start()
-	gw = testutil.StartProc(t, bin("polymur-gateway"), nil, gwArgs...)
+	gw.start(t)
 	testutil.WaitFor(t, "every acknowledged line delivered", limit, func() bool { return s.Count() >= n })
 	time.Sleep(300 * time.Millisecond)
 	t.Logf("gateway kill -9 after acknowledging %d lines: %d delivered after the restart", n, s.Count())

@@ -24,21 +24,8 @@ func TestCrossSiteAdminRequests(t *testing.T) {
 			{"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site", "Authorization": "Bearer wrong-token-wrong-token"},
 			{"Host": "rebind.evil.example:2040"},
 		} {
-			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/destinations?destination="+attacker.Addr(), strings.NewReader("x"))
-			for k, v := range hdr {
-				if k == "Host" {
-					req.Host = v
-				} else {
-					req.Header.Set(k, v)
-				}
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 403 && resp.StatusCode != 401 {
-				t.Fatalf("hostile POST %v answered %d", hdr, resp.StatusCode)
+			if code, _ := testutil.Request(t, http.MethodPost, base+"/api/v1/destinations?destination="+attacker.Addr(), "x", hdr); code != 403 && code != 401 {
+				t.Fatalf("hostile POST %v answered %d", hdr, code)
 			}
 		}
 	}

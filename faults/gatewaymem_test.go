@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -161,12 +160,8 @@ func TestGatewayMemoryIsBounded(t *testing.T) {
 func TestGatewayKeyPrefixSpoolsLargeRequest(t *testing.T) {
 	s := testutil.NewSink(t)
 	s.Stop()
-	addr, api := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	gw := testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-key-prefix", "-listen-addr", "127.0.0.1",
-		"-listen-http-port", port, "-api-addr", api, "-stat-addr", "", "-destinations", s.Addr(),
-		"-spool-dir", t.TempDir(), "-dead-after", "1", "-spool-replay-rate", "2000000")
-	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(api, "ping") == "pong" })
+	gw := startDevGateway(t, s.Addr(), "-key-prefix", "-spool-dir", t.TempDir(), "-dead-after", "1", "-spool-replay-rate", "2000000")
+	addr := gw.addr
 	const per = 1_200_000
 	body := gzipLines("p", per, 20) // ~60 MB decoded, ~66 MB prefixed
 	p := &poster{url: "http://" + addr + "/ingest"}

@@ -65,17 +65,26 @@ func (r *relay) stat(key string) int { return testutil.JSONInt(testutil.Ask(r.ap
 type gateway struct {
 	*testutil.Proc
 	addr, api string
+	args      []string
 }
 
-// startDevGateway starts polymur-gateway -dev-mode forwarding to dests.
-func startDevGateway(t *testing.T, dests string) *gateway {
+// startDevGateway starts polymur-gateway -dev-mode forwarding to dests,
+// with extra flags added.
+func startDevGateway(t *testing.T, dests string, extra ...string) *gateway {
 	t.Helper()
 	g := &gateway{addr: testutil.FreeAddr(t), api: testutil.FreeAddr(t)}
 	_, port, _ := net.SplitHostPort(g.addr)
-	g.Proc = testutil.StartProc(t, bin("polymur-gateway"), nil, "-dev-mode", "-listen-addr", "127.0.0.1",
-		"-listen-http-port", port, "-api-addr", g.api, "-stat-addr", "", "-destinations", dests)
-	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(g.api, "ping") == "pong" })
+	g.args = append([]string{"-dev-mode", "-listen-addr", "127.0.0.1",
+		"-listen-http-port", port, "-api-addr", g.api, "-stat-addr", "", "-destinations", dests}, extra...)
+	g.start(t)
 	return g
+}
+
+// start (re)starts the gateway on its addresses and waits for its API.
+func (g *gateway) start(t *testing.T) {
+	t.Helper()
+	g.Proc = testutil.StartProc(t, bin("polymur-gateway"), nil, g.args...)
+	testutil.WaitFor(t, "gateway", limit, func() bool { return testutil.Ask(g.api, "ping") == "pong" })
 }
 
 // load writes uniquely named lines to one connection at a steady rate and

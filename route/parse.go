@@ -201,24 +201,11 @@ func (p *parser) cluster(at token) error {
 		return err
 	}
 	c := &Cluster{Name: name, Replication: 1, pos: at.pos()}
-	switch kindTok.text {
-	case "forward":
-		c.Kind = Forward
-	case "any_of":
-		c.Kind = AnyOf
-	case "failover":
-		c.Kind = Failover
-	case "carbon_ch":
-		c.Kind = CarbonCH
-	case "fnv1a_ch":
-		c.Kind = FNV1aCH
-	case "jump_fnv1a_ch":
-		c.Kind = JumpFNV1aCH
-	case "file":
-		c.Kind = File
-	default:
+	k := slices.Index(kindNames[:], kindTok.text)
+	if k < 0 || kindTok.quoted {
 		return errAt(kindTok, "unknown cluster type %q (want forward, any_of, failover, carbon_ch, fnv1a_ch, jump_fnv1a_ch or file)", kindTok.text)
 	}
+	c.Kind = Kind(k)
 	for !p.atEnd() && !p.peek().semi {
 		t := p.peek()
 		switch {

@@ -21,6 +21,30 @@ func Get(t testing.TB, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// Request sends one request with the given headers ("Host" sets the Host
+// the request names) and returns the status and the body.
+func Request(t testing.TB, method, url, body string, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // Scrape fetches a /metrics page, fails the test on anything promlint
 // (the linter behind `promtool check metrics`) objects to, and returns it.
 func Scrape(t testing.TB, url string) string {
