@@ -21,12 +21,33 @@ FUZZTIME ?= 30s
 # staticcheck, pinned, run from the module proxy by `make check`.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay release FORCE
+
+# The version the binaries report (-version, polymur_build_info): git
+# describe, or the Go module's build info where there is no git.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS  := -X github.com/polymur/polymur/internal/daemon.linkVersion=$(VERSION) -X github.com/polymur/polymur/internal/daemon.linkRevision=$(REVISION)
 
 all: $(CMDS:%=$(BIN)/%)
 
 $(BIN)/%: FORCE
-	$(GO) build -trimpath -o $@ ./cmd/$*
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
+
+# Static release binaries (no cgo: they run on distroless, Alpine, scratch)
+# for linux/amd64 and linux/arm64 into dist/, with their SHA-256 sums; the
+# other platforms the code builds on are checked.
+RELEASE_PLATFORMS := linux/amd64 linux/arm64
+CHECK_PLATFORMS   := darwin/amd64 darwin/arm64 windows/amd64 freebsd/amd64
+release:
+	@set -e; rm -rf dist; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; out=dist/polymur-$(VERSION)-$$os-$$arch; mkdir -p $$out; \
+		echo "release $$os/$$arch -> $$out"; \
+		for c in $(CMDS); do CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $$out/$$c ./cmd/$$c; done; \
+		cp LICENSE README.md $$out/; \
+	done; \
+	for p in $(CHECK_PLATFORMS); do echo "build check $$p"; CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./... ; done; \
+	cd dist && find . -type f -name 'polymur*' -o -type f -name pgw-key | sort | xargs sha256sum > SHA256SUMS
 
 demo: all
 	$(GO) run ./demo -bin $(BIN)
@@ -100,4 +121,4 @@ bench: all
 	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist

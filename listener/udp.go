@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/polymur/polymur/batch"
@@ -164,14 +163,9 @@ func (u *UDP) Run(ctx context.Context) error {
 	// drain reads every datagram already queued, without waiting.
 	drain := func() (got int) {
 		for ctx.Err() == nil {
-			var n int
-			var rerr error
-			raw.Read(func(fd uintptr) bool {
-				n, _, rerr = syscall.Recvfrom(int(fd), buf, syscall.MSG_DONTWAIT)
-				return true // never wait here
-			})
-			if rerr != nil { // EAGAIN: nothing more queued
-				if rerr != syscall.EAGAIN && rerr != syscall.EINTR && u.readErrs.Add(1) == 1 {
+			n, empty, rerr := readQueued(raw, u.conn, buf)
+			if empty || rerr != nil { // nothing more queued
+				if rerr != nil && u.readErrs.Add(1) == 1 {
 					u.log.Warn("statsd UDP read failed", "err", rerr)
 				}
 				return got

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/keysync"
 )
 
@@ -21,6 +22,7 @@ var commands = []struct{ name, arg, help string }{
 	{"list", "names|all", "list key names, or names with their keys"},
 	{"regen", "NAME", "replace NAME's key with a new one and print it"},
 	{"delete", "NAME", "remove NAME's key"},
+	{"version", "", "print the version, commit and Go version"},
 }
 
 func usage(w io.Writer) {
@@ -41,6 +43,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "help", "-h", "-help", "--help":
 		usage(stdout)
+		return 0
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, daemon.VersionLine("pgw-key"))
 		return 0
 	case "create", "list", "regen", "delete":
 	default:

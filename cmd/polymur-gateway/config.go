@@ -35,7 +35,7 @@ brackets; the command line wins.
 Flags:
 `
 
-func parseConfig(args []string, stderr io.Writer) (*config, error) {
+func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("polymur-gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -57,11 +57,16 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.maxDecoded, "max-decoded-bytes", 64<<20, "Largest accepted decompressed batch (413 above; stops gzip bombs)")
 	fs.Int64Var(&c.maxBuffer, "max-buffered-bytes", 128<<20, "Bound of the decoded lines held in memory (requests being read plus batches in the pipeline); beyond it requests get 503 and proxies retry. Also sets the Go memory limit (2x this + 128 MiB) unless GOMEMLIMIT is set")
 	fs.DurationVar(&c.queueWait, "queue-wait", 2*time.Second, "How long a batch may wait for room in the pipeline before the gateway answers 503")
+	version := daemon.VersionFlag(fs)
 	if err := daemon.ParseFlags(fs, "POLYMUR_GW", args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	if *version {
+		fmt.Fprintln(stdout, daemon.VersionLine("polymur-gateway"))
+		return nil, daemon.ErrVersion
 	}
 	if err := c.Check(); err != nil {
 		return nil, err

@@ -29,7 +29,10 @@ func main() {
 
 // run is the gateway's whole life; ready receives the bound addresses.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready func(map[string]string)) error {
-	c, err := parseConfig(args, stderr)
+	c, err := parseConfig(args, stdout, stderr)
+	if errors.Is(err, daemon.ErrVersion) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,7 @@ through the environment variable shown in brackets; the command line wins.
 Flags:
 `
 
-func parseConfig(args []string, stderr io.Writer) (*config, error) {
+func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("polymur-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -78,11 +78,16 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.verbose, "verbose", false, "Log every batch sent (same as -log-level debug)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "Log level: debug, info, warn, error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "Log format: text or json")
+	version := daemon.VersionFlag(fs)
 	if err := daemon.ParseFlags(fs, "POLYMUR_PROXY", args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	if *version {
+		fmt.Fprintln(stdout, daemon.VersionLine("polymur-proxy"))
+		return nil, daemon.ErrVersion
 	}
 	var err error
 	if c.level, err = batch.ParseLevel(c.validation); err != nil {

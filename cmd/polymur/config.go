@@ -19,6 +19,7 @@ type config struct {
 	listenAddr  string
 	test        bool
 	checkConfig bool
+	version     *bool
 	mode        string
 	statsd      statsdFlags
 	statsdDests []pool.Destination
@@ -51,6 +52,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.Register(fs, "POLYMUR")
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur listen address")
 	c.clients.Register(fs)
+	c.version = daemon.VersionFlag(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
 	c.statsd.register(fs)
 	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' (with -config: '<metric>\\t<as sent>\\t<send|blackhole|unrouted|invalid>\\t<cluster>\\t<host:port>' per delivery) and exit; connects nowhere")
@@ -60,6 +62,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	}
+	if *c.version {
+		return &c, nil
 	}
 	c.NoDelivery = c.test || c.checkConfig
 	if err := c.Check(); err != nil {

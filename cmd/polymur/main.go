@@ -31,6 +31,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	if *c.version {
+		_, err := fmt.Fprintln(stdout, daemon.VersionLine("polymur"))
+		return err
+	}
 	if c.checkConfig {
 		return c.Table.Format(stdout)
 	}
@@ -69,7 +73,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return fmt.Errorf("-listen-addr: %w", err)
 	}
 	relay.Addrs["listen"] = lis.Addr().String()
-	log.Info("::: Polymur :::", "version", daemon.Version(), "distribution", c.Mode.String(), "destinations", len(c.Dests))
+	log.Info("::: Polymur :::", "version", daemon.Version(), "revision", daemon.Revision(), "distribution", c.Mode.String(), "destinations", len(c.Dests))
 	if ready != nil {
 		ready(relay.Addrs)
 	}

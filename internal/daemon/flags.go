@@ -23,6 +23,15 @@ func EnvName(prefix, flagName string) string {
 	return strings.ReplaceAll(prefix+"_"+strings.ToUpper(flagName), "-", "_")
 }
 
+// ErrVersion is returned by a daemon's flag parsing once -version was
+// printed: the daemon exits 0.
+var ErrVersion = errors.New("version printed")
+
+// VersionFlag defines -version (print the version and exit).
+func VersionFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("version", false, "Print the version, commit and Go version, and exit")
+}
+
 // ParseFlags applies PREFIX_* environment variables to fs, then parses args
 // (the command line wins over the environment). envy silently keeps the
 // default when a value does not parse; here that is an error naming the

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -23,10 +24,57 @@ func NewLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("invalid -log-format %q (want text or json)", format)
 }
 
-// Version is the module version the binary was built from.
+// Set at link time by the Makefile (-ldflags -X from git describe); they
+// are never written at run time.
+var (
+	linkVersion  string
+	linkRevision string
+)
+
+// Version is the version the binary was built as: the Makefile's git
+// describe, else the module version, else "(devel)".
 func Version() string {
+	if linkVersion != "" {
+		return linkVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		return bi.Main.Version
 	}
 	return "(devel)"
+}
+
+// Revision is the VCS commit the binary was built from ("" unknown), with
+// "-dirty" when the tree had changes.
+func Revision() string {
+	if linkRevision != "" {
+		return linkRevision
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev + dirty
+}
+
+// VersionLine is what -version prints.
+func VersionLine(name string) string {
+	rev := Revision()
+	if rev == "" {
+		rev = "unknown"
+	}
+	return fmt.Sprintf("%s %s (commit %s, %s)", name, Version(), rev, runtime.Version())
 }

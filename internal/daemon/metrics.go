@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +50,7 @@ func NewRegistry(cs ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(admin.CollectFunc(func(ch chan<- prometheus.Metric) {
-		Gauge(ch, "polymur_build_info", "Build of this daemon (value 1).", 1, "version", Version())
+		Gauge(ch, "polymur_build_info", "Build of this daemon (value 1).", 1, "version", Version(), "revision", Revision(), "goversion", runtime.Version())
 	}))
 	for _, c := range cs {
 		reg.MustRegister(c)
