@@ -388,7 +388,11 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	}
 	if f.StateFile != "" {
 		if f.fromState {
-			log.Info("destinations from the state file (runtime changes of an earlier run); they override -destinations", "state_file", f.StateFile, "destinations", len(f.Dests))
+			lvl := slog.LevelInfo
+			if f.Destinations != "" {
+				lvl = slog.LevelWarn // the flags said something else
+			}
+			log.Log(context.Background(), lvl, "destinations from the state file (runtime changes of an earlier run); they override -destinations", "state_file", f.StateFile, "destinations", len(f.Dests), "flag_destinations", f.Destinations)
 			if len(f.Dests) == 0 {
 				log.Warn("the state file lists no destinations: nothing will be sent until putdest", "state_file", f.StateFile)
 			}
@@ -401,6 +405,9 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	}
 	if f.ConsoleOut {
 		pc.Console = stdout
+	}
+	if len(f.Dests) == 0 && !f.ConsoleOut {
+		log.Warn("no destinations: every line is dropped and counted (no_destinations) until putdest adds one")
 	}
 	if f.Mode == pool.Routed {
 		var err error
