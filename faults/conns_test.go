@@ -161,7 +161,7 @@ func TestTenThousandConnections(t *testing.T) {
 						return resp.StatusCode == 200
 					}
 				}
-				if attempt == 100 {
+				if attempt == 600 {
 					return false
 				}
 			}

@@ -91,10 +91,13 @@ type Ingest struct {
 }
 
 // enter takes one of name's in-flight slots (false: its share is used up).
+// A key may go past its share only while that leaves a share's worth of
+// slots for the other keys: alone it can use most of the gateway, but it
+// can never starve another key.
 func (h *Ingest) enter(name string) bool {
 	h.keyMu.Lock()
 	defer h.keyMu.Unlock()
-	if h.perKey[name] >= h.cfg.MaxInFlightPerKey {
+	if n := h.perKey[name]; n >= h.cfg.MaxInFlightPerKey && (len(h.perKey) > 1 || n >= h.cfg.MaxInFlight-h.cfg.MaxInFlightPerKey) {
 		h.keyRefused[name]++
 		return false
 	}
