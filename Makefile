@@ -21,7 +21,7 @@ FUZZTIME ?= 30s
 # staticcheck, pinned, run from the module proxy by `make check`.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay release FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay release package FORCE
 
 # The version the binaries report (-version, polymur_build_info): git
 # describe, or the Go module's build info where there is no git.
@@ -119,6 +119,16 @@ LINES ?= 1000000
 bench: all
 	$(GO) test -run '^$$' -bench . -benchmem ./batch ./pool
 	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
+
+# A .deb of the linux/amd64 release (binaries, systemd units, /etc/default
+# files, a sample configuration), built by nfpm run as a Go tool.
+NFPM_VERSION := v2.45.2
+PKG_VERSION  ?= $(shell echo "$(VERSION)" | sed -e 's/^v//' -e 's/^\([0-9a-f]\{7,\}\)/0.0.0+\1/' -e 's/-dirty$$/+dirty/')
+package:
+	rm -rf dist/stage dist/pkg && mkdir -p dist/stage dist/pkg
+	for c in $(CMDS); do CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/stage/$$c ./cmd/$$c; done
+	GOARCH=amd64 PKG_VERSION=$(PKG_VERSION) \
+		$(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) package -f contrib/nfpm.yaml -p deb -t dist/pkg/
 
 clean:
 	rm -rf $(BIN) dist
