@@ -641,17 +641,21 @@ func (w *writer) exit() {
 	}
 	if w.d.sp != nil {
 		for _, b := range w.takePending() {
+			// Spooled again — for a batch read from the spool that
+			// acknowledges the original record, so a partly written one
+			// keeps only its undelivered lines and nothing repeats.
+			if w.p.spoolBatch(w.d, b) {
+				continue
+			}
 			if b.Done != nil {
-				// Read from the spool and not delivered: it is still
-				// there (not acknowledged), replayed at the next start.
+				// The spool refused the copy: the original record stays,
+				// unacknowledged, and is replayed at the next start.
 				b.Done = nil
 				b.Release()
 				continue
 			}
-			if !w.p.spoolBatch(w.d, b) {
-				w.p.drops.add(DropShutdown, uint64(b.Len()))
-				b.Release()
-			}
+			w.p.drops.add(DropShutdown, uint64(b.Len()))
+			b.Release()
 		}
 		return
 	}
