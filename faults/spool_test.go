@@ -47,7 +47,7 @@ func TestKillDuringReplay(t *testing.T) {
 	const n = 100_000
 	testutil.SendTCP(t, r.listen, spoolInput("kill9", n))
 	testutil.WaitFor(t, "every line received", limit, func() bool { return r.stat("received") == n })
-	r.Stop(t) // the destination is down: the queue goes to the spool
+	r.Stop(t)                    // the destination is down: the queue goes to the spool
 	s.SetDelay(time.Millisecond) // a destination that takes a while: the kill lands mid-replay
 	s.Start()
 	r.start(t)
