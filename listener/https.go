@@ -3,13 +3,11 @@ package listener
 import (
 	"compress/gzip"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"sort"
@@ -88,41 +86,6 @@ type Ingest struct {
 	keyMu                   sync.Mutex
 	perKey                  map[string]int    // requests in flight by key name
 	keyRefused              map[string]uint64 // refused over MaxInFlightPerKey, by key name
-}
-
-// enter takes one of name's in-flight slots (false: its share is used up).
-// A key may go past its share only while that leaves a share's worth of
-// slots for the other keys: alone it can use most of the gateway, but it
-// can never starve another key.
-func (h *Ingest) enter(name string) bool {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if n := h.perKey[name]; n >= h.cfg.MaxInFlightPerKey && (len(h.perKey) > 1 || n >= h.cfg.MaxInFlight-h.cfg.MaxInFlightPerKey) {
-		h.keyRefused[name]++
-		return false
-	}
-	h.perKey[name]++
-	return true
-}
-
-func (h *Ingest) leave(name string) {
-	h.keyMu.Lock()
-	defer h.keyMu.Unlock()
-	if h.perKey[name]--; h.perKey[name] <= 0 {
-		delete(h.perKey, name)
-	}
-}
-
-// minRate makes the body reads of r keep a minimum pace: the read deadline
-// starts 5 s out and moves MinRate bytes per second as data arrives (a
-// slowloris upload holds its slot no longer than that).
-func (h *Ingest) minRate(w http.ResponseWriter) func(read int64) {
-	rc := http.NewResponseController(w)
-	start := time.Now()
-	rc.SetReadDeadline(start.Add(5 * time.Second))
-	return func(read int64) {
-		rc.SetReadDeadline(start.Add(5*time.Second + time.Duration(read*int64(time.Second)/h.cfg.MinRate)))
-	}
 }
 
 // NewIngest validates cfg.
@@ -301,29 +264,6 @@ func (h *Ingest) ping(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-var errTooBig = errors.New("decompressed body too large")
-
-// capReader fails once more than n bytes were read.
-type capReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *capReader) Read(p []byte) (int, error) {
-	if c.n < 0 {
-		return 0, errTooBig
-	}
-	if int64(len(p)) > c.n+1 {
-		p = p[:c.n+1]
-	}
-	n, err := c.r.Read(p)
-	c.n -= int64(n)
-	if c.n < 0 {
-		return n, errTooBig
-	}
-	return n, err
-}
-
 func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -394,22 +334,6 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 }
 
 type sizes struct{ in, out int64 }
-
-// countReader counts bytes read and tells pace (when set).
-type countReader struct {
-	r    io.Reader
-	n    int64
-	pace func(read int64)
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.pace != nil && n > 0 {
-		c.pace(c.n)
-	}
-	return n, err
-}
 
 // decode reads the whole gzip body into batches of at most ChunkLines lines
 // and about chunkBytes bytes, each holding its share of the buffered-bytes
@@ -552,89 +476,3 @@ var (
 	errOverBudget = errors.New("request larger than the buffered-bytes bound")
 	errNoRoom     = errors.New("no room in the buffered-bytes bound")
 )
-
-// Buffered returns the bytes of the budget in use and the bound.
-func (h *Ingest) Buffered() (int64, int64) { return h.held.Load(), h.cfg.MaxBuffered }
-
-// CertCheckInterval is how often a served certificate's files are checked
-// for a change.
-const CertCheckInterval = 10 * time.Second
-
-// HTTPServer serves a handler on one bound address, over TLS when a
-// certificate is given, with every timeout set.
-type HTTPServer struct {
-	ln    net.Listener
-	srv   *http.Server
-	grace time.Duration
-	log   *slog.Logger
-	name  string
-	// Certs is the served certificate (nil for plain HTTP): Run watches its
-	// files; the daemon reloads it on SIGHUP.
-	Certs *Certs
-}
-
-// NewHTTPServer binds addr. With certFile and keyFile it serves HTTPS (and
-// HTTP/2); the files are read now so that a bad certificate fails at start.
-func NewHTTPServer(name, addr, certFile, keyFile string, h http.Handler, grace time.Duration, log *slog.Logger) (*HTTPServer, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-	var tlsConf *tls.Config
-	var certs *Certs
-	if certFile != "" || keyFile != "" {
-		var err error
-		if certs, err = NewCerts(certFile, keyFile, log); err != nil {
-			return nil, err
-		}
-		tlsConf = ServerTLS(certs)
-		srv.TLSConfig = tlsConf
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	if tlsConf != nil {
-		ln = tls.NewListener(ln, tlsConf)
-	}
-	return &HTTPServer{ln: ln, srv: srv, grace: grace, log: log, name: name, Certs: certs}, nil
-}
-
-// Addr returns the bound address.
-func (s *HTTPServer) Addr() net.Addr { return s.ln.Addr() }
-
-// Run serves until ctx ends, then lets requests in progress finish (bounded
-// by the grace period) and returns.
-func (s *HTTPServer) Run(ctx context.Context) error {
-	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
-	s.log.Info(s.name+" listening", "addr", s.ln.Addr().String())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	if s.Certs != nil {
-		wctx, stop := context.WithCancel(ctx)
-		defer stop()
-		wg.Go(func() { s.Certs.Watch(wctx, CertCheckInterval) })
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.grace)
-	defer cancel()
-	err := s.srv.Shutdown(sctx)
-	<-errc
-	if err != nil {
-		s.srv.Close()
-	}
-	return nil
-}

@@ -1,0 +1,362 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/route"
+)
+
+// RelayFlags are the flags polymur and polymur-gateway share: the pool, the
+// control API, runstats, self-metrics, validation and logging.
+type RelayFlags struct {
+	APIAddr, StatAddr        string
+	APIReadOnly              bool
+	ReadOnlyHint             string // what allows changes when APIReadOnly (set by statsd mode)
+	Admin                    AdminFlags
+	EnvPrefix                string // POLYMUR or POLYMUR_GW, for the admin token variable
+	OutgoingCap, IncomingCap int
+	ConsoleOut               bool
+	Destinations             string
+	MetricsFlush             int
+	Distribution             string
+	DrainTimeout             time.Duration
+	MaxLine                  int
+	Validation               string
+	ReconnectMax             time.Duration
+	WriteTimeout             time.Duration
+	DeadAfter                int
+	LogLevel, LogFormat      string
+	SpoolDir                 string
+	SpoolMaxBytes            int64
+	SpoolReplayRate          int
+	SpoolFsync               time.Duration
+	SpoolMode                string
+	StateFile                string
+	AllowEmptyState          bool
+
+	// Set by the daemon, not by flags: statsd mode's UDP output and ring,
+	// and commands added to the control API.
+	Dial          func(ctx context.Context, addr string) (net.Conn, error)
+	RingByAddr    bool
+	ExtraCommands map[string]api.Handler
+	// ConfigFile is -config (a carbon-c-relay configuration); Table is
+	// what Check read from it. NoDelivery (set by -test and
+	// -check-config) only reads it.
+	ConfigFile  string
+	Table       *route.Table
+	NoDelivery  bool
+	Replication int
+
+	// Filled by Check.
+	Mode      pool.Mode
+	Dests     []pool.Destination
+	Level     batch.Level
+	fromState bool
+}
+
+// Register defines the shared flags on fs with the seeds' names and defaults;
+// prefix is the daemon's environment prefix.
+func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
+	f.EnvPrefix = prefix
+	fs.StringVar(&f.APIAddr, "api-addr", "localhost:2030", "API listen address (empty disables)")
+	fs.BoolVar(&f.APIReadOnly, "api-readonly", false, "Refuse putdest and deldest on the TCP API (it has no authentication: any local user who can connect to -api-addr can change destinations)")
+	fs.StringVar(&f.StatAddr, "stat-addr", "localhost:2020", "runstats listen address (empty disables)")
+	f.Admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on /")
+	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
+	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
+	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
+	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
+	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
+	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
+	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route; also carbon's and carbon-c-relay's names: consistent-hashing and carbon_ch (= hash-route), forward (= broadcast), fnv1a_ch, jump_fnv1a_ch, any_of, failover")
+	fs.IntVar(&f.Replication, "replication", 1, "Destinations per point for the hashing distributions (carbon's REPLICATION_FACTOR; on distinct hosts for carbon_ch)")
+	fs.DurationVar(&f.DrainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM/SIGINT, time allowed to deliver what was already received")
+	fs.IntVar(&f.MaxLine, "max-line-length", 16384, "Longest accepted metric line in bytes; longer lines are dropped and counted")
+	fs.StringVar(&f.Validation, "validation", "carbon", "Line validation: carbon (what carbon accepts), strict, or off")
+	fs.DurationVar(&f.ReconnectMax, "reconnect-max", 10*time.Second, "Longest wait between reconnect attempts (backoff starts at 250ms)")
+	fs.IntVar(&f.DeadAfter, "dead-after", 3, "Failed reconnects before a hash-route destination's share is re-routed to the others")
+	fs.DurationVar(&f.WriteTimeout, "write-timeout", 30*time.Second, "A destination that accepts no data for this long is reconnected")
+	fs.StringVar(&f.SpoolDir, "spool-dir", "", "Directory for per-destination disk spools (empty: no spool). Points that do not fit a destination's queue are kept there and replayed")
+	fs.Int64Var(&f.SpoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool per destination in bytes; beyond it points for a down destination are dropped and counted")
+	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")
+	fs.DurationVar(&f.SpoolFsync, "spool-fsync-interval", time.Second, SpoolFsyncHelp)
+	fs.StringVar(&f.SpoolMode, "spool-mode", "overflow", SpoolModeHelp)
+	fs.BoolVar(&f.AllowEmptyState, "allow-empty-state", false, "Start even when -state-file lists no destinations while -destinations names some (the file then wins and there is nothing to send to)")
+	fs.StringVar(&f.StateFile, "state-file", "", "File that keeps runtime destination changes (putdest/deldest) across restarts; when it exists it replaces -destinations")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "Log level: debug, info, warn, error")
+	fs.StringVar(&f.LogFormat, "log-format", "text", "Log format: text or json")
+}
+
+// Check validates the shared flags and parses enums and destinations.
+func (f *RelayFlags) Check() error {
+	var err error
+	kind, err := distribution(f.Distribution, f.Replication)
+	if err != nil {
+		return err
+	}
+	if kind == "" {
+		if f.Mode, err = pool.ParseMode(f.Distribution); err != nil {
+			return fmt.Errorf("-distribution: %w", err)
+		}
+	}
+	if f.Level, err = batch.ParseLevel(f.Validation); err != nil {
+		return fmt.Errorf("-validation: %w", err)
+	}
+	if f.Dests, err = pool.ParseDestinations(f.Destinations); err != nil {
+		return fmt.Errorf("-destinations: %w", err)
+	}
+	if err := f.Admin.Check(f.EnvPrefix); err != nil {
+		return err
+	}
+	if err := CheckSpoolMode(f.SpoolMode, f.SpoolDir); err != nil {
+		return err
+	}
+	if f.ConfigFile != "" {
+		return f.loadConfig()
+	}
+	if kind != "" {
+		return f.synthesize(kind)
+	}
+	if f.StateFile != "" {
+		saved, ok, err := readState(f.StateFile)
+		if err != nil {
+			return fmt.Errorf("-state-file: %w", err)
+		}
+		if ok && len(saved) == 0 && len(f.Dests) > 0 && !f.AllowEmptyState {
+			return fmt.Errorf("-state-file %s lists no destinations, which would replace the %d of -destinations: delete the file, or start with -allow-empty-state", f.StateFile, len(f.Dests))
+		}
+		if ok {
+			if f.Dests, err = pool.ParseDestinations(strings.Join(saved, ",")); err != nil {
+				return fmt.Errorf("-state-file %s: %w", f.StateFile, err)
+			}
+			f.fromState = true
+		}
+	}
+	if err := pool.CheckDestinations(f.Mode, f.Dests); err != nil {
+		if f.fromState {
+			return fmt.Errorf("-state-file %s: %w", f.StateFile, err)
+		}
+		return fmt.Errorf("-destinations: %w", err)
+	}
+	return Require(
+		Rule{"-outgoing-queue-cap must be at least 1", f.OutgoingCap >= 1},
+		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
+		Rule{"-metrics-flush must be 0 or more seconds", f.MetricsFlush >= 0},
+		Rule{"-drain-timeout must be positive", f.DrainTimeout > 0},
+		Rule{"-max-line-length must be from 16 to 16777216", f.MaxLine >= 16 && f.MaxLine <= 1<<24},
+		Rule{"-reconnect-max must be at least 250ms", f.ReconnectMax >= 250*time.Millisecond},
+		Rule{"-dead-after must be at least 1", f.DeadAfter >= 1},
+		Rule{"-write-timeout must be positive", f.WriteTimeout > 0},
+		Rule{"-spool-max-bytes must be positive", f.SpoolMaxBytes > 0},
+		Rule{"-spool-replay-rate must be positive", f.SpoolReplayRate > 0},
+	)
+}
+
+// SpoolFsyncHelp describes -spool-fsync-interval on every daemon.
+const SpoolFsyncHelp = "How often the spool is fsynced: what a power loss can take (a crash of the process loses nothing spooled). 0 fsyncs every write; negative never"
+
+// SpoolModeHelp describes -spool-mode on every daemon.
+const SpoolModeHelp = "overflow: the spool takes what the memory queue cannot (a crash loses the memory queue); always: write-ahead, every accepted line is in the spool before it counts as received and is sent from there (a crash loses nothing accepted). Needs -spool-dir"
+
+// CheckSpoolMode validates -spool-mode against -spool-dir.
+func CheckSpoolMode(mode, dir string) error {
+	switch mode {
+	case "overflow":
+		return nil
+	case "always":
+		if dir == "" {
+			return errors.New("-spool-mode always needs -spool-dir")
+		}
+		return nil
+	}
+	return fmt.Errorf("-spool-mode: unknown mode %q (want overflow or always)", mode)
+}
+
+// distribution maps -distribution (polymur's, carbon's and carbon-c-relay's
+// names) and -replication to a carbon-c-relay cluster kind, or "" for the
+// pool's own broadcast and hash-route (carbon's carbon_ch without
+// replication, with re-routing of dead destinations).
+func distribution(name string, replication int) (string, error) {
+	if replication < 1 || replication > 255 {
+		return "", errors.New("-replication must be from 1 to 255")
+	}
+	switch name {
+	case "broadcast", "forward":
+		if replication > 1 {
+			return "", fmt.Errorf("-replication %d with -distribution %s: every destination gets every point already", replication, name)
+		}
+		return "", nil
+	case "hash-route", "consistent-hashing", "carbon_ch":
+		if replication > 1 {
+			return "carbon_ch", nil
+		}
+		return "", nil
+	case "fnv1a_ch", "jump_fnv1a_ch":
+		return name, nil
+	case "any_of", "failover":
+		if replication > 1 {
+			return "", fmt.Errorf("-replication with -distribution %s: it sends each point to one destination", name)
+		}
+		return name, nil
+	}
+	return "", fmt.Errorf("-distribution: unknown distribution %q (want broadcast, hash-route (consistent-hashing, carbon_ch), fnv1a_ch, jump_fnv1a_ch, any_of or failover)", name)
+}
+
+// synthesize turns -destinations into the one-cluster configuration
+// "cluster default KIND [replication N] dynamic …; match * send to default"
+// for the kinds the pool has no mode of its own for.
+func (f *RelayFlags) synthesize(kind string) error {
+	if f.StateFile != "" {
+		return fmt.Errorf("-state-file with -distribution %s is not supported: its destinations are fixed at start", f.Distribution)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster default %s", kind)
+	if kind == "carbon_ch" || kind == "fnv1a_ch" || kind == "jump_fnv1a_ch" {
+		fmt.Fprintf(&b, " replication %d dynamic", f.Replication)
+	}
+	for _, d := range f.Dests {
+		host := d.Host
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		fmt.Fprintf(&b, " %s:%d", host, d.Port)
+		if d.HasInstance {
+			b.WriteString("=" + d.Instance)
+		}
+	}
+	b.WriteString(";\nmatch * send to default;\n")
+	if len(f.Dests) == 0 {
+		return fmt.Errorf("-distribution %s needs -destinations", f.Distribution)
+	}
+	t, err := route.Parse("-destinations", b.String())
+	if err != nil {
+		return fmt.Errorf("-destinations with -distribution %s -replication %d: %w", f.Distribution, f.Replication, err)
+	}
+	f.Table = t
+	if f.NoDelivery {
+		return nil
+	}
+	if f.Dests, err = destinations(t); err != nil {
+		return err
+	}
+	f.Mode = pool.Routed
+	f.APIReadOnly = true
+	f.ReadOnlyHint = "destinations are fixed with -distribution " + f.Distribution
+	return nil
+}
+
+// loadConfig reads -config; for delivery its servers become the
+// destinations and the pool routes by its rules.
+func (f *RelayFlags) loadConfig() error {
+	if f.Destinations != "" {
+		return errors.New("-config and -destinations both given: the configuration's clusters are the destinations")
+	}
+	t, err := route.ParseFile(f.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("-config: %w", err)
+	}
+	f.Table = t
+	if f.NoDelivery {
+		return nil
+	}
+	if f.StateFile != "" {
+		return errors.New("-config and -state-file: the configuration file is the state; edit it and send SIGHUP")
+	}
+	if err := deliverable(t); err != nil {
+		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
+	}
+	if f.Dests, err = destinations(t); err != nil {
+		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
+	}
+	f.Mode = pool.Routed
+	f.APIReadOnly = true
+	f.ReadOnlyHint = "destinations come from -config: edit it and send SIGHUP"
+	return nil
+}
+
+// Rule is one range check of a flag value.
+type Rule struct {
+	Msg string
+	OK  bool
+}
+
+// Require returns the first failed rule as an error.
+func Require(rules ...Rule) error {
+	for _, r := range rules {
+		if !r.OK {
+			return errors.New(r.Msg)
+		}
+	}
+	return nil
+}
+
+// PoolConfig is the pool configuration the flags describe.
+func (f *RelayFlags) PoolConfig() pool.Config {
+	return pool.Config{
+		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
+		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
+		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
+		SpoolAlways: f.SpoolMode == "always",
+		Dial:        f.Dial, RingByAddr: f.RingByAddr,
+	}
+}
+
+// state is what -state-file holds.
+type state struct {
+	Destinations []string  `json:"destinations"`
+	Saved        time.Time `json:"saved"`
+}
+
+// readState returns the saved destination list; ok is false when there is
+// no state file yet.
+func readState(path string) ([]string, bool, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", path, err)
+	}
+	return st.Destinations, true, nil
+}
+
+// writeState replaces the state file atomically (write, sync, rename).
+func writeState(path string, dests []string) error {
+	b, err := json.MarshalIndent(state{Destinations: dests, Saved: time.Now().UTC()}, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
