@@ -132,6 +132,7 @@ func TestTenThousandConnections(t *testing.T) {
 		gwAddr := gw.addr
 		base := baseFDs(t, gw.Proc)
 		var busy atomic.Int64
+		var lastErr atomic.Value
 		accepted := openAll(t, gwAddr, storm, func(i int, c net.Conn) bool {
 			if i%2 == 1 {
 				c.Close()
@@ -148,7 +149,11 @@ func TestTenThousandConnections(t *testing.T) {
 					time.Sleep(50 * time.Millisecond)
 					var err error
 					if c, err = net.Dial("tcp", gwAddr); err != nil {
-						return false
+						lastErr.Store(err.Error()) // retried, as the proxy does
+						if attempt == 600 {
+							return false
+						}
+						continue
 					}
 				}
 				fmt.Fprintf(c, "POST /ingest HTTP/1.1\r\nHost: gw\r\nX-Polymur-Key: 123\r\nContent-Length: %d\r\n\r\n", len(body))
@@ -158,6 +163,9 @@ func TestTenThousandConnections(t *testing.T) {
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode != http.StatusServiceUnavailable {
+						if resp.StatusCode != 200 {
+							lastErr.Store(resp.Status)
+						}
 						return resp.StatusCode == 200
 					}
 				}
@@ -168,7 +176,7 @@ func TestTenThousandConnections(t *testing.T) {
 		})
 		t.Logf("gateway: %d batches sent again (503, or the connection timed out idle)", busy.Load())
 		if accepted != storm/2 {
-			t.Fatalf("gateway accepted %d of %d batches", accepted, storm/2)
+			t.Fatalf("gateway accepted %d of %d batches (last failure: %v)", accepted, storm/2, lastErr.Load())
 		}
 		delivered += accepted
 		fdsBack(t, gw.Proc, base)
