@@ -35,6 +35,9 @@ type Batch struct {
 	// a batch replayed from a disk spool acknowledges its record then
 	// (delivered, spooled again or counted as dropped, it is accounted for).
 	Done func()
+	// Src is the address of the client the lines came from (host only;
+	// "" when unknown): what a "file ip" cluster writes before each line.
+	Src  string
 	refs atomic.Int32
 }
 
@@ -108,6 +111,7 @@ func (b *Batch) Release() {
 		}
 		b.Buf = b.Buf[:0]
 		b.Lines = b.Lines[:0]
+		b.Src = ""
 		pool.Put(b)
 	case n < 0:
 		panic("batch: Release of a released batch")
@@ -120,6 +124,7 @@ func (b *Batch) Release() {
 func (b *Batch) LinesFrom(off int) (rest *Batch, skipped int) {
 	rest = Get()
 	rest.Done, b.Done = b.Done, nil // the rest carries the acknowledgement
+	rest.Src = b.Src
 	for i, l := range b.Lines {
 		if int(l.Off) < off {
 			skipped++
@@ -136,6 +141,7 @@ func Split(b *Batch, max int) []*Batch {
 	var out []*Batch
 	for i := 0; i < b.Len(); i += max {
 		n := Get()
+		n.Src = b.Src
 		for j := i; j < i+max && j < b.Len(); j++ {
 			n.AppendLine(b, j)
 		}

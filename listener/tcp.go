@@ -218,11 +218,14 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 	})
 	defer stop()
 
+	src, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
 	b := batch.Get()
+	b.Src = src
 	send := func() bool {
 		if b.Len() == 0 {
 			return true
 		}
+		defer func() { b.Src = src }()
 		sctx := ctx
 		if ctx.Err() != nil {
 			var cancel context.CancelFunc

@@ -44,6 +44,11 @@ type dest struct {
 	replayed    atomic.Uint64
 	spoolErrors atomic.Uint64
 
+	// removing is set when the destination leaves the set: routers stop
+	// waiting for room and hand it their last batches. removed is closed
+	// once no router can place on it any more (Pool.retire): the writer
+	// delivers what it holds, then ends.
+	removing   atomic.Bool
 	removeOnce sync.Once
 	removed    chan struct{}
 
@@ -52,8 +57,14 @@ type dest struct {
 	holdKick chan struct{} // 1-slot: held changed
 }
 
-func (d *dest) remove() { d.removeOnce.Do(func() { close(d.removed) }) }
-func (d *dest) isRemoved() bool {
+func (d *dest) remove() { d.removing.Store(true); d.removeOnce.Do(func() { close(d.removed) }) }
+
+// isRemoved reports whether the destination has left the set (it may still
+// be delivering what it holds).
+func (d *dest) isRemoved() bool { return d.removing.Load() }
+
+// retired reports whether no router can place on the destination any more.
+func (d *dest) retired() bool {
 	select {
 	case <-d.removed:
 		return true
@@ -174,7 +185,7 @@ func (w *writer) whileHeld(ctx context.Context) {
 		case <-ctx.Done():
 		}
 		t.Stop()
-		if d.isRemoved() || ctx.Err() != nil {
+		if d.retired() || ctx.Err() != nil {
 			return
 		}
 		select {
@@ -188,7 +199,7 @@ func (w *writer) whileHeld(ctx context.Context) {
 // finished handles removal and shutdown between connection attempts.
 func (w *writer) finished(ctx context.Context) bool {
 	switch {
-	case w.d.isRemoved():
+	case w.d.retired():
 		w.onRemoved(ctx, true)
 		return true
 	case ctx.Err() != nil:
@@ -277,6 +288,9 @@ func (w *writer) drainRemovedSpool(ctx context.Context) {
 }
 
 func (w *writer) dial(ctx context.Context) (net.Conn, error) {
+	if w.d.File != "" {
+		return openFile(w.d.File)
+	}
 	dctx, cancel := context.WithTimeout(ctx, w.p.cfg.DialTimeout)
 	defer cancel()
 	return w.p.cfg.Dial(dctx, w.d.Addr())
@@ -671,6 +685,7 @@ func (p *Pool) setState(d *dest, s int32) {
 	}
 	p.mu.Lock()
 	d.state.Store(s)
-	p.setView(p.view.Load().dests)
+	v := p.view.Load()
+	p.setView(v.dests, v.routes)
 	p.mu.Unlock()
 }

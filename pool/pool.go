@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,9 @@ const (
 type Placement struct {
 	Dest string
 	Name string
+	// SourceIP writes the client's address (batch.Batch.Src) and a space
+	// before the line (a "file ip" cluster).
+	SourceIP bool
 }
 
 // RouteFunc decides where a line goes, appending to dst. name is the
@@ -58,6 +62,11 @@ type Placement struct {
 // concurrent use unless made by Config.NewRoute for one goroutine; the
 // slices it is given are only valid during the call.
 type RouteFunc func(dst []Placement, name, rest []byte, up func(dest string) bool) (_ []Placement, why string)
+
+// Routes is a routing table for Routed mode. NewRoute makes the RouteFunc
+// one placing goroutine uses (it may keep scratch space). A Routes value is
+// swapped whole, together with the destinations it names (Apply).
+type Routes interface{ NewRoute() RouteFunc }
 
 // ParseMode maps the -distribution flag value to a Mode.
 func ParseMode(s string) (Mode, error) {
@@ -115,10 +124,9 @@ type Config struct {
 	// queue cannot.
 	SpoolAlways bool
 
-	// NewRoute makes, for each goroutine that places lines, the RouteFunc
-	// that decides their destinations in Routed mode (it may keep scratch
-	// space: it is used by one goroutine only).
-	NewRoute func() RouteFunc
+	// Routes decides the destinations of each line in Routed mode (Apply
+	// replaces it with the destinations in one step).
+	Routes Routes
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
@@ -170,8 +178,8 @@ func (c *Config) fill() error {
 	if len(c.Destinations) > 65535 {
 		return errors.New("pool: too many destinations")
 	}
-	if c.Mode == Routed && c.NewRoute == nil {
-		return errors.New("pool: routed mode needs a NewRoute func")
+	if c.Mode == Routed && c.Routes == nil {
+		return errors.New("pool: routed mode needs Routes")
 	}
 	if c.SpoolAlways && c.SpoolDir == "" {
 		return errors.New("pool: the write-ahead spool mode needs a spool directory")
@@ -214,6 +222,7 @@ type Pool struct {
 	mu      sync.Mutex    // serialises destination changes
 	removed []RemovedDest // the last few deldests, newest last (under mu)
 	view    atomic.Pointer[view]
+	older   []*view // replaced views that may still be in use (under mu)
 	started atomic.Bool
 	runCtx  context.Context // hard-stop context of Run, for writers added later
 	writers sync.WaitGroup
@@ -236,8 +245,12 @@ type Pool struct {
 	consoleN atomic.Uint64
 }
 
-// view is an immutable snapshot of the destinations and the ring tables.
+// view is an immutable snapshot of the destinations, the routing table and
+// the ring tables. users counts the routers placing with it: a destination
+// left out of a newer view is retired once no older view is in use.
 type view struct {
+	users  atomic.Int64
+	routes Routes // routed mode
 	dests  []*dest
 	byName map[string]int // routed mode: destination name → index
 	ring   *ring.Carbon
@@ -287,14 +300,14 @@ func New(cfg Config) (*Pool, error) {
 		}
 		dests = append(dests, nd)
 	}
-	p.setView(dests)
+	p.setView(dests, cfg.Routes)
 	return p, nil
 }
 
 func (p *Pool) newDest(d Destination) (*dest, error) {
 	nd := &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{}),
 		holdKick: make(chan struct{}, 1)}
-	if p.cfg.SpoolDir != "" {
+	if p.cfg.SpoolDir != "" && d.File == "" {
 		sp, err := spool.Open(p.cfg.SpoolDir, d.Name, spool.Options{MaxBytes: p.cfg.SpoolMaxBytes, Fsync: p.cfg.SpoolFsync, Logger: p.log})
 		if err != nil {
 			return nil, fmt.Errorf("-spool-dir: %w", err)
@@ -327,9 +340,83 @@ func (p *Pool) trySpool(d *dest, b *batch.Batch) string {
 	return ""
 }
 
-// setView publishes a new snapshot for dests. Callers hold p.mu (or own p).
-func (p *Pool) setView(dests []*dest) {
-	v := &view{dests: dests}
+// acquire returns the current view, counted as in use until the caller
+// decrements users: a router places a whole batch by one view.
+func (p *Pool) acquire() *view {
+	for {
+		v := p.view.Load()
+		v.users.Add(1)
+		if p.view.Load() == v {
+			return v
+		}
+		v.users.Add(-1) // replaced meanwhile: it must not gain users
+	}
+}
+
+// retire tells removed destinations they are gone once no router can still
+// place on them: at once when no older view is in use, else from a
+// goroutine that waits for their routers (a router blocked on one of them
+// stops waiting when it sees it removing). Callers hold p.mu, after the
+// view without them is published.
+func (p *Pool) retire(ds []*dest) {
+	for _, d := range ds {
+		d.removing.Store(true)
+	}
+	busy := p.inUse()
+	p.older = busy
+	finish := func() {
+		for _, d := range ds {
+			d.remove()
+			if p.runCtx == nil {
+				d.q.close()
+			}
+		}
+	}
+	if len(busy) == 0 || p.runCtx == nil {
+		finish()
+		return
+	}
+	wait := slices.Clone(busy)
+	p.writers.Go(func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+	wait:
+		for _, v := range wait {
+			for v.users.Load() > 0 {
+				select {
+				case <-t.C:
+				case <-p.stop:
+					break wait
+				}
+			}
+		}
+		p.mu.Lock()
+		finish()
+		p.mu.Unlock()
+	})
+}
+
+// inUse prunes the replaced views no router uses any more (they cannot
+// gain users) and returns the rest. Callers hold p.mu.
+func (p *Pool) inUse() []*view {
+	busy := p.older[:0]
+	for _, v := range p.older {
+		if v.users.Load() > 0 {
+			busy = append(busy, v)
+		}
+	}
+	clear(p.older[len(busy):])
+	return busy
+}
+
+// setView publishes a new snapshot for dests and routes. Callers hold p.mu
+// (or own p).
+func (p *Pool) setView(dests []*dest, routes Routes) {
+	p.older = p.inUse()
+	if old := p.view.Load(); old != nil {
+		p.older = append(p.older, old)
+	}
+	v := &view{dests: dests, routes: routes}
 	if p.cfg.Mode == Routed {
 		v.byName = make(map[string]int, len(dests))
 		for i, d := range dests {
@@ -625,7 +712,7 @@ func (p *Pool) PutDest(spec string) error {
 	if err != nil {
 		return err
 	}
-	p.setView(append(cur[:len(cur):len(cur)], nd))
+	p.setView(append(cur[:len(cur):len(cur)], nd), p.view.Load().routes)
 	p.startWriter(nd)
 	p.log.Info("registered destination", "dest", d.Name)
 	p.changed()
@@ -644,20 +731,96 @@ func (p *Pool) DelDest(name string) error {
 			continue
 		}
 		rest := append(append([]*dest(nil), cur[:i]...), cur[i+1:]...)
-		d.remove()
-		p.setView(rest)
-		if p.runCtx == nil {
-			d.q.close()
-		}
-		p.log.Info("unregistered destination", "dest", name)
-		p.removed = append(p.removed, RemovedDest{Name: name, At: time.Now()})
-		if len(p.removed) > maxRemembered {
-			p.removed = p.removed[len(p.removed)-maxRemembered:]
-		}
+		p.setView(rest, p.view.Load().routes)
+		p.retire([]*dest{d})
+		p.noteRemoved(name)
 		p.changed()
 		return nil
 	}
 	return destErr(ErrNotRegistered, "destination %s is not registered", name)
+}
+
+// noteRemoved logs a removal and remembers it for stats. Callers hold p.mu.
+func (p *Pool) noteRemoved(name string) {
+	p.log.Info("unregistered destination", "dest", name)
+	p.removed = append(p.removed, RemovedDest{Name: name, At: time.Now()})
+	if len(p.removed) > maxRemembered {
+		p.removed = p.removed[len(p.removed)-maxRemembered:]
+	}
+}
+
+// Apply makes dests the destination set and routes the routing table (nil
+// keeps the running one) in one step, so that no line is placed by a table
+// on a set that lacks its destinations: destinations in both keep their
+// writer, queue, connection and spool; new ones start; removed ones deliver
+// what they hold — including what routers still place on them by the
+// previous table — and end (what they cannot deliver is counted,
+// dest_removed). It fails, changing nothing, when a new destination cannot
+// be set up or one is given twice.
+func (p *Pool) Apply(dests []Destination, routes Routes) (added, removed []string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.view.Load()
+	have := make(map[string]*dest, len(cur.dests))
+	for _, d := range cur.dests {
+		have[d.Name] = d
+	}
+	next := make([]*dest, 0, len(dests))
+	var fresh []*dest
+	abandon := func(err error) ([]string, []string, error) {
+		for _, d := range fresh {
+			if d.sp != nil {
+				d.sp.Close()
+			}
+		}
+		return nil, nil, err
+	}
+	seen := make(map[string]bool, len(dests))
+	var list []Destination
+	for _, d := range dests {
+		if p.cfg.RingByAddr {
+			d.Key = d.Addr()
+		}
+		if err := checkDuplicate(list, d, p.cfg.Mode == HashRoute); err != nil {
+			return abandon(err)
+		}
+		list = append(list, d)
+		seen[d.Name] = true
+		if old, ok := have[d.Name]; ok {
+			next = append(next, old)
+			continue
+		}
+		nd, err := p.newDest(d)
+		if err != nil {
+			return abandon(err)
+		}
+		fresh = append(fresh, nd)
+		next = append(next, nd)
+	}
+	var gone []*dest
+	for _, d := range cur.dests {
+		if !seen[d.Name] {
+			gone = append(gone, d)
+		}
+	}
+	if routes == nil {
+		routes = cur.routes
+	}
+	p.setView(next, routes)
+	for _, d := range fresh {
+		p.startWriter(d)
+		p.log.Info("registered destination", "dest", d.Name)
+		added = append(added, d.Name)
+	}
+	p.retire(gone)
+	for _, d := range gone {
+		p.noteRemoved(d.Name)
+		removed = append(removed, d.Name)
+	}
+	if len(fresh)+len(gone) > 0 {
+		p.changed()
+	}
+	return added, removed, nil
 }
 
 // Hold takes a destination out of service because an outside health check
@@ -735,7 +898,7 @@ func (p *Pool) Route(name string) []string {
 	}
 	if p.cfg.Mode == Routed {
 		var out []string
-		pls, _ := p.cfg.NewRoute()(nil, []byte(name), nil, p.upFunc(v))
+		pls, _ := v.routes.NewRoute()(nil, []byte(name), nil, p.upFunc(v))
 		for _, pl := range pls {
 			out = append(out, pl.Dest)
 		}

@@ -47,6 +47,22 @@ func (q *queue) tryPush(b *batch.Batch) bool {
 	return true
 }
 
+// pushAnyway adds b past the bound unless the queue is closed: a router
+// that placed b on a destination being removed hands it to the writer that
+// delivers what the destination holds (at most one batch per router).
+func (q *queue) pushAnyway(b *batch.Batch) bool {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	q.items = append(q.items, b)
+	q.points += b.Len()
+	q.mu.Unlock()
+	q.kickReady()
+	return true
+}
+
 // pushFront puts batches back at the head (a failed write keeps its order).
 func (q *queue) pushFront(bs []*batch.Batch) {
 	if len(bs) == 0 {

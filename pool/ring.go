@@ -21,6 +21,9 @@ type Destination struct {
 	// Key, when set, replaces carbon's node text on the ring (statsd mode
 	// keys nodes on "host:port").
 	Key string
+	// File, when set, makes the destination a file that lines are appended
+	// to (a file cluster); Host and Port are unused.
+	File string
 }
 
 // Addr is the dial address.

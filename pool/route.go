@@ -15,7 +15,8 @@ type router struct {
 	out   []*batch.Batch // per-destination batches being built (hash-route, routed)
 	pls   []Placement    // routed: one line's placements
 	line  []byte         // routed: a renamed line being built
-	route RouteFunc      // routed: this router's own (made by Config.NewRoute)
+	routes Routes        // routed: the table route was made from
+	route  RouteFunc     // routed: this router's own, with its scratch
 	tick  *time.Ticker   // re-checks destination state while blocked
 }
 
@@ -28,7 +29,8 @@ func (r *router) stop() { r.tick.Stop() }
 // place distributes b according to the mode and takes ownership of it.
 func (r *router) place(ctx context.Context, b *batch.Batch) {
 	p := r.p
-	v := p.view.Load()
+	v := p.acquire()
+	defer v.users.Add(-1)
 	if p.console != nil {
 		b.Retain(1)
 		if !p.console.push(ctx, b, func() bool { return false }, nil) { // policy: block
@@ -93,8 +95,8 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 		name := b.Name(i)
 		rest := line[min(len(name)+1, len(line)) : len(line)-1]
 		var why string
-		if r.route == nil {
-			r.route = p.cfg.NewRoute()
+		if r.routes != v.routes {
+			r.routes, r.route = v.routes, v.routes.NewRoute()
 		}
 		r.pls, why = r.route(r.pls[:0], name, rest, up)
 		if len(r.pls) == 0 {
@@ -112,9 +114,15 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 			if out[node] == nil {
 				out[node] = batch.Get()
 			}
-			if pl.Name == "" {
+			switch {
+			case pl.SourceIP:
+				src := cmp.Or(b.Src, "-")
+				r.line = append(append(append(r.line[:0], src...), ' '), cmp.Or(pl.Name, string(name))...)
+				r.line = append(append(append(r.line, ' '), rest...), '\n')
+				out[node].Append(r.line, len(r.line)-len(rest)-2)
+			case pl.Name == "":
 				out[node].AppendLine(b, i)
-			} else {
+			default:
 				r.line = append(append(append(append(r.line[:0], pl.Name...), ' '), rest...), '\n')
 				out[node].Append(r.line, len(pl.Name))
 			}
@@ -176,6 +184,11 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 			}
 		}
 		if removed {
+			// Placed by a table that still had it: its writer delivers what
+			// it holds while connected (or counts it, dest_removed).
+			if d.q.pushAnyway(b) {
+				return
+			}
 			p.drops.add(DropRemoved, uint64(b.Len()))
 			b.Release()
 			return

@@ -177,8 +177,23 @@ func (t *Table) addCluster(c *Cluster, at token) error {
 	return nil
 }
 
-// finish resolves cluster names in matches.
+// finish resolves cluster names in matches and builds the indexes.
 func (t *Table) finish() error {
+	if err := t.resolve(); err != nil {
+		return err
+	}
+	t.buildIndexes()
+	t.numberLiterals()
+	for _, r := range t.Rules {
+		if r.Match != nil && r.Match.Validate != nil {
+			t.needsRest = true
+		}
+	}
+	return nil
+}
+
+// resolve gives each match the clusters it names.
+func (t *Table) resolve() error {
 	for _, r := range t.Rules {
 		if r.Match == nil {
 			continue
@@ -189,13 +204,6 @@ func (t *Table) finish() error {
 				return errAt(d, "send to unknown cluster %q", d.text)
 			}
 			r.Match.Clusters = append(r.Match.Clusters, c)
-		}
-	}
-	t.buildIndexes()
-	t.numberLiterals()
-	for _, r := range t.Rules {
-		if r.Match != nil && r.Match.Validate != nil {
-			t.needsRest = true
 		}
 	}
 	return nil

@@ -47,7 +47,7 @@ func (r *Relay) Reload() error {
 	if r.routing == nil {
 		return nil
 	}
-	return r.routing.reload(r.Pool)
+	return r.routing.reload()
 }
 
 // Routed reports whether the relay routes by -config.
@@ -83,7 +83,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		r.lat.Observe(d)
 		writes.Observe(d.Seconds())
 	}
-	if f.StateFile != "" {
+	if f.StateFile != "" && f.Mode != pool.Routed {
 		if f.fromState {
 			lvl := slog.LevelInfo
 			if f.Destinations != "" {
@@ -108,16 +108,25 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	}
 	if f.Mode == pool.Routed {
 		var err error
-		if r.routing, err = newRouting(f.ConfigFile, f.Table, log); err != nil {
+		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.Table, log); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
-		pc.NewRoute = r.routing.newRoute
+		t := r.routing.cur.Load()
+		pc.Routes = &tableRoutes{t: t}
+		if pc.Destinations, err = destinations(t); err != nil {
+			return nil, fmt.Errorf("-config: %w", err)
+		}
 	}
 	p, err := pool.New(pc)
 	if err != nil {
 		return nil, err
 	}
 	r.Pool = p
+	putDest, delDest := p.PutDest, p.DelDest
+	if r.routing != nil {
+		r.routing.pool = p
+		putDest, delDest = r.routing.putDest, r.routing.delDest
+	}
 	var reload func() error
 	if r.routing != nil {
 		reload = r.Reload
@@ -143,7 +152,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 	}
 	if f.APIAddr != "" {
 		cmds := api.ControlCommands(api.Control{
-			PutDest: p.PutDest, DelDest: p.DelDest, Route: p.Route,
+			PutDest: putDest, DelDest: delDest, Route: p.Route,
 			GetDest: func() any { return p.Destinations() },
 			Stats:   stats, ReadOnly: f.APIReadOnly, ReadOnlyHint: cmp.Or(f.ReadOnlyHint, "-api-readonly is set"),
 		})
@@ -172,8 +181,8 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 			return why
 		},
 		Dests: &admin.Destinations{
-			Put: func(d string) error { return adminErr(p.PutDest(d)) },
-			Del: func(d string) error { return adminErr(p.DelDest(d)) },
+			Put: func(d string) error { return adminErr(putDest(d)) },
+			Del: func(d string) error { return adminErr(delDest(d)) },
 			Get: func() any { return p.Destinations() }, Route: p.Route,
 		}, Reload: reload}
 	f.Admin.Apply(&acfg)

@@ -272,7 +272,9 @@ func (f *RelayFlags) loadConfig() error {
 		return nil
 	}
 	if f.StateFile != "" {
-		return errors.New("-config and -state-file: the configuration file is the state; edit it and send SIGHUP")
+		if _, err := readEdits(f.StateFile); err != nil {
+			return fmt.Errorf("-state-file: %w", err)
+		}
 	}
 	if err := deliverable(t); err != nil {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
@@ -281,8 +283,6 @@ func (f *RelayFlags) loadConfig() error {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
 	}
 	f.Mode = pool.Routed
-	f.APIReadOnly = true
-	f.ReadOnlyHint = "destinations come from -config: edit it and send SIGHUP"
 	return nil
 }
 
@@ -342,12 +342,17 @@ func writeState(path string, dests []string) error {
 	if err != nil {
 		return err
 	}
+	return replaceFile(path, append(b, '\n'))
+}
+
+// replaceFile replaces path's content atomically (write, sync, rename).
+func replaceFile(path string, b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -1,51 +1,94 @@
 package daemon
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/polymur/polymur/pool"
 	"github.com/polymur/polymur/route"
 )
 
-// routing is polymur -config: the routing table in force (swapped whole on
-// reload) and the pool's Route func over it.
+// routing is polymur -config: the configuration file, the runtime edits of
+// its clusters (putdest/deldest, kept in -state-file and applied over the
+// file after every reload and restart) and the table in force. The table
+// and the destinations it names reach the pool together (pool.Apply).
 type routing struct {
-	path string
-	cur  atomic.Pointer[route.Table]
-	log  *slog.Logger
+	path  string // "" when the table was made from flags (-distribution any_of…)
+	state string // -state-file, "" for none
+	log   *slog.Logger
+	pool  *pool.Pool
 
-	mu                   sync.Mutex // serialises reloads
+	mu    sync.Mutex   // serialises reloads and edits
+	edits []route.Edit // under mu
+	cur   atomic.Pointer[route.Table]
+
 	reloads, reloadFails atomic.Uint64
 }
 
-func newRouting(path string, t *route.Table, log *slog.Logger) (*routing, error) {
+// newRouting starts from the file's table t with the state file's edits over
+// it (an edit that no longer applies is dropped with a warning).
+func newRouting(path, state string, t *route.Table, log *slog.Logger) (*routing, error) {
+	r := &routing{path: path, state: state, log: log}
+	if state != "" {
+		edits, err := readEdits(state)
+		if err != nil {
+			return nil, fmt.Errorf("-state-file: %w", err)
+		}
+		if len(edits) > 0 {
+			log.Warn("the state file changes the configuration's clusters (runtime putdest/deldest of an earlier run)", "state_file", state, "edits", route.EditsText(edits))
+		}
+		t, r.edits = r.withEdits(t, edits)
+	}
 	if err := deliverable(t); err != nil {
 		return nil, err
 	}
-	r := &routing{path: path, log: log}
 	r.cur.Store(t)
 	return r, nil
 }
 
-// deliverable refuses what -config can trace but not deliver yet.
-func deliverable(t *route.Table) error {
-	for _, c := range t.Clusters {
-		if c.Kind == route.File {
-			return fmt.Errorf("cluster %s: file clusters work with -test only for now", c.Name)
+// withEdits applies edits over t one by one, leaving out (with a warning)
+// those that no longer apply to it.
+func (r *routing) withEdits(t *route.Table, edits []route.Edit) (*route.Table, []route.Edit) {
+	var kept []route.Edit
+	for _, e := range edits {
+		nt, err := t.Apply(e)
+		if err != nil {
+			r.log.Warn("a runtime change no longer applies to the configuration and is dropped", "config", r.path, "change", e.String(), "err", err)
+			continue
 		}
+		t, kept = nt, append(kept, e)
 	}
-	if len(t.Servers) == 0 {
+	return t, kept
+}
+
+// deliverable refuses what -config can trace but not deliver.
+func deliverable(t *route.Table) error {
+	if len(t.Servers) == 0 && !hasFiles(t) {
 		return errors.New("the configuration has no servers to send to")
 	}
 	return nil
 }
 
-// destinations are the table's servers as pool destinations (host:port).
+func hasFiles(t *route.Table) bool {
+	for _, c := range t.Clusters {
+		if c.Kind == route.File {
+			return true
+		}
+	}
+	return false
+}
+
+// destinations are the table's servers as pool destinations (host:port),
+// then its files (file:PATH, fileip:PATH).
 func destinations(t *route.Table) ([]pool.Destination, error) {
 	var out []pool.Destination
 	for _, s := range t.Servers {
@@ -55,21 +98,51 @@ func destinations(t *route.Table) ([]pool.Destination, error) {
 		}
 		out = append(out, d)
 	}
+	seen := map[string]bool{}
+	for _, c := range t.Clusters {
+		if c.Kind != route.File {
+			continue
+		}
+		for _, f := range c.Files {
+			if name := fileDest(f, c.FileIP); !seen[name] {
+				seen[name] = true
+				out = append(out, pool.Destination{Name: name, File: f})
+			}
+		}
+	}
 	return out, nil
 }
 
-// newRoute makes a RouteFunc for one goroutine, with its own scratch.
-func (r *routing) newRoute() pool.RouteFunc {
-	st := &routeState{}
-	st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
-	return func(dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
-		return r.route(st, dst, name, rest, up)
+// fileDest names a file cluster's file as a destination.
+func fileDest(path string, ip bool) string {
+	if ip {
+		return "fileip:" + path
 	}
+	return "file:" + path
+}
+
+// tableRoutes is one table as the pool's Routes.
+type tableRoutes struct{ t *route.Table }
+
+// NewRoute makes a RouteFunc for one goroutine, with its own scratch.
+func (tr *tableRoutes) NewRoute() pool.RouteFunc {
+	st := &routeState{t: tr.t}
+	st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
+	return st.route
+}
+
+// routeState is one goroutine's router over a table: the deliveries and the
+// liveness adapter (made once, not per line).
+type routeState struct {
+	t    *route.Table
+	ds   []route.Delivery
+	up   func(string) bool
+	live func(*route.Server) bool
 }
 
 // route is the table's deliveries for one line, as pool placements.
-func (r *routing) route(st *routeState, dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
-	t := r.cur.Load()
+func (st *routeState) route(dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
+	t := st.t
 	st.up = up
 	// The name is only read during the call (deliveries keep it as their
 	// Name only when unchanged, and those are not retained): no copy.
@@ -82,13 +155,17 @@ func (r *routing) route(st *routeState, dst []pool.Placement, name, rest []byte,
 	if up == nil {
 		live = nil
 	}
-	buf := &st.ds
-	*buf = t.Route((*buf)[:0], n, restText, live)
+	st.ds = t.Route(st.ds[:0], n, restText, live)
 	why := ""
-	for _, d := range *buf {
+	for _, d := range st.ds {
 		switch d.Outcome {
 		case route.Send:
-			pl := pool.Placement{Dest: d.Server.Addr()}
+			var pl pool.Placement
+			if d.Server != nil {
+				pl.Dest = d.Server.Addr()
+			} else {
+				pl.Dest, pl.SourceIP = fileDest(d.File, d.Cluster.FileIP), d.Cluster.FileIP
+			}
 			if d.Name != n {
 				pl.Name = d.Name
 			}
@@ -101,57 +178,201 @@ func (r *routing) route(st *routeState, dst []pool.Placement, name, rest []byte,
 	return dst, why
 }
 
-// routeState is one call's scratch: the deliveries and the liveness
-// adapter (made once, not per line).
-type routeState struct {
-	ds   []route.Delivery
-	up   func(string) bool
-	live func(*route.Server) bool
-}
-
-// reload re-reads the configuration; on success the new table is swapped in:
-// new servers are added first, removed ones deleted after (they deliver what
-// they hold while connected). On failure the running table stays.
-func (r *routing) reload(p *pool.Pool) error {
+// reload re-reads the configuration and applies the runtime edits over it;
+// on success the new table and its destinations replace the running ones
+// in one step (servers in both keep their connections, queues and spools).
+// On failure the running table stays.
+func (r *routing) reload() error {
+	if r.path == "" {
+		r.log.Info("reload asked for, but there is no -config to re-read; nothing changes")
+		return nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, err := route.ParseFile(r.path)
+	var kept []route.Edit
 	if err == nil {
+		t, kept = r.withEdits(t, r.edits)
 		err = deliverable(t)
+	}
+	var added, removed []string
+	if err == nil {
+		added, removed, err = r.swap(t)
 	}
 	if err != nil {
 		r.reloadFails.Add(1)
 		r.log.Error("configuration not reloaded; the running one stays", "config", r.path, "err", err)
 		return err
 	}
-	old := r.cur.Load()
-	have := map[string]bool{}
-	for _, s := range old.Servers {
-		have[s.Addr()] = true
-	}
-	keep := map[string]bool{}
-	var added, removed int
-	for _, s := range t.Servers {
-		keep[s.Addr()] = true
-		if !have[s.Addr()] {
-			if err := p.PutDest(s.Addr()); err != nil {
-				r.reloadFails.Add(1)
-				r.log.Error("configuration not reloaded: a new server could not be added", "server", s.Addr(), "err", err)
-				return err
-			}
-			added++
-		}
-	}
-	r.cur.Store(t)
-	for _, s := range old.Servers {
-		if !keep[s.Addr()] {
-			if err := p.DelDest(s.Addr()); err != nil {
-				r.log.Warn("removing a server after reload", "server", s.Addr(), "err", err)
-			}
-			removed++
-		}
+	if len(kept) != len(r.edits) {
+		r.edits = kept
+		r.save()
 	}
 	r.reloads.Add(1)
-	r.log.Info("configuration reloaded", "config", r.path, "clusters", len(t.Clusters), "rules", len(t.Rules), "servers_added", added, "servers_removed", removed)
+	r.log.Info("configuration reloaded", "config", r.path, "clusters", len(t.Clusters), "rules", len(t.Rules),
+		"servers_added", len(added), "servers_removed", len(removed), "runtime_changes", len(r.edits))
 	return nil
+}
+
+// swap hands t and its destinations to the pool. Callers hold r.mu.
+func (r *routing) swap(t *route.Table) (added, removed []string, err error) {
+	dests, err := destinations(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	added, removed, err = r.pool.Apply(dests, &tableRoutes{t: t})
+	if err == nil {
+		r.cur.Store(t)
+	}
+	return added, removed, err
+}
+
+// putDest is putdest under -config: "host:port[=instance] [CLUSTER]" adds a
+// member to a cluster (the only one when there is one).
+func (r *routing) putDest(arg string) error {
+	return r.edit(route.EditPut, arg)
+}
+
+// delDest is deldest under -config: "host:port [CLUSTER]" removes a member
+// from that cluster, or from every cluster that has it.
+func (r *routing) delDest(arg string) error {
+	return r.edit(route.EditDel, arg)
+}
+
+func (r *routing) edit(op, arg string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.cur.Load()
+	fields := strings.Fields(arg)
+	if len(fields) == 0 {
+		return errors.New("no member given")
+	}
+	var clusters []string
+	if last := fields[len(fields)-1]; len(fields) > 1 && t.Cluster(last) != nil {
+		clusters, fields = []string{last}, fields[:len(fields)-1]
+	}
+	var names, all []string
+	for _, c := range t.Clusters {
+		if c.Kind != route.File {
+			all = append(all, c.Name)
+		}
+	}
+	member := strings.Join(fields, " ")
+	s, err := route.ParseMember(member)
+	if err != nil && clusters == nil && len(fields) > 1 {
+		return fmt.Errorf("name the cluster: there is no cluster %q (clusters: %s)", fields[len(fields)-1], strings.Join(all, ", "))
+	}
+	if err != nil {
+		return err
+	}
+	if clusters == nil {
+		for _, c := range t.Clusters {
+			if c.Kind == route.File {
+				continue
+			}
+			if op == route.EditDel && slices.ContainsFunc(c.Members, func(m *route.Server) bool { return m.Addr() == s.Addr() }) {
+				names = append(names, c.Name)
+			}
+		}
+		switch {
+		case op == route.EditDel && len(names) == 0:
+			return fmt.Errorf("%w: %s is in no cluster", pool.ErrNotRegistered, s.Addr())
+		case op == route.EditDel:
+			clusters = names
+		case len(all) == 1:
+			clusters = all
+		default:
+			return fmt.Errorf("name the cluster: putdest %s CLUSTER (clusters: %s)", member, strings.Join(all, ", "))
+		}
+	}
+	var edits []route.Edit
+	for _, c := range clusters {
+		edits = append(edits, route.Edit{Op: op, Cluster: c, Member: member})
+	}
+	nt, err := t.Apply(edits...)
+	if err != nil {
+		if errors.Is(err, route.ErrEdit) && strings.Contains(err.Error(), "already a member") {
+			return fmt.Errorf("%w: %v", pool.ErrDuplicate, err)
+		}
+		if errors.Is(err, route.ErrEdit) && strings.Contains(err.Error(), "not a member") {
+			return fmt.Errorf("%w: %v", pool.ErrNotRegistered, err)
+		}
+		return err
+	}
+	if _, _, err := r.swap(nt); err != nil {
+		return err
+	}
+	for _, e := range edits {
+		r.edits = compact(r.edits, e)
+		r.log.Info("cluster changed at runtime", "change", e.String())
+	}
+	r.save()
+	return nil
+}
+
+// compact adds e to edits, or cancels it against an earlier opposite edit
+// of the same member in the same cluster.
+func compact(edits []route.Edit, e route.Edit) []route.Edit {
+	addr := func(m string) string {
+		if s, err := route.ParseMember(m); err == nil {
+			return s.Addr()
+		}
+		return m
+	}
+	for i := len(edits) - 1; i >= 0; i-- {
+		o := edits[i]
+		if o.Cluster == e.Cluster && addr(o.Member) == addr(e.Member) && o.Op != e.Op {
+			return slices.Delete(edits, i, i+1)
+		}
+	}
+	return append(edits, e)
+}
+
+// save writes the runtime edits to the state file. Callers hold r.mu.
+func (r *routing) save() {
+	if r.state == "" {
+		return
+	}
+	b, err := json.MarshalIndent(configState{Config: r.path, Edits: r.edits, Saved: time.Now().UTC()}, "", "  ")
+	if err == nil {
+		err = replaceFile(r.state, append(b, '\n'))
+	}
+	if err != nil {
+		r.log.Error("saving runtime cluster changes to the state file failed", "state_file", r.state, "err", err)
+	}
+}
+
+// configState is -state-file's content under -config.
+type configState struct {
+	Config string       `json:"config"`
+	Edits  []route.Edit `json:"config_edits"`
+	Saved  time.Time    `json:"saved"`
+}
+
+// readEdits reads the runtime edits from the state file (none when it does
+// not exist yet).
+func readEdits(path string) ([]route.Edit, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st struct {
+		configState
+		Destinations []string `json:"destinations"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(st.Destinations) > 0 && st.Edits == nil {
+		return nil, fmt.Errorf("%s was written without -config (it lists destinations, not cluster changes): use another file, or delete it", path)
+	}
+	for i, e := range st.Edits {
+		if e.Op != route.EditPut && e.Op != route.EditDel || e.Cluster == "" || e.Member == "" {
+			return nil, fmt.Errorf("%s: change %d is not valid: %+v", path, i+1, e)
+		}
+	}
+	return st.Edits, nil
 }
