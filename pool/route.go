@@ -11,13 +11,13 @@ import (
 // router places batches on destination queues. Each distributing goroutine
 // owns one; it is not safe for concurrent use.
 type router struct {
-	p     *Pool
-	out   []*batch.Batch // per-destination batches being built (hash-route, routed)
-	pls   []Placement    // routed: one line's placements
-	line  []byte         // routed: a renamed line being built
-	routes Routes        // routed: the table route was made from
-	route  RouteFunc     // routed: this router's own, with its scratch
-	tick  *time.Ticker   // re-checks destination state while blocked
+	p      *Pool
+	out    []*batch.Batch // per-destination batches being built (hash-route, routed)
+	pls    []Placement    // routed: one line's placements
+	line   []byte         // routed: a renamed line being built
+	routes Routes         // routed: the table route was made from
+	route  RouteFunc      // routed: this router's own, with its scratch
+	tick   *time.Ticker   // re-checks destination state while blocked
 }
 
 func newRouter(p *Pool) *router {
