@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -296,5 +297,68 @@ match * send to b;
 	check("reloaded", d)
 	if got := testutil.JSONInt(d.Ask(t, "api", "stats"), "reloads"); got != 1 {
 		t.Fatalf("reloads %d", got)
+	}
+}
+
+// File clusters write what the real carbon-c-relay daemon writes: the same
+// lines in the same order, "file ip" with the client's address before each.
+func TestFileClustersSameAsCarbonCRelay(t *testing.T) {
+	crelay := testutil.CarbonCRelay(t)
+	dir := t.TempDir()
+	port := testutil.FreeAddr(t)
+	conf := func(who string) string {
+		return fmt.Sprintf(`cluster flat file %[1]s/%[2]s.plain;
+cluster withip file ip %[1]s/%[2]s.ip %[1]s/%[2]s.ip2;
+listen type linemode %[3]s proto tcp;
+rewrite ^old\.(.*) into new.\1;
+match ^skip\. send to blackhole stop;
+match ^new\. send to withip stop;
+match * send to flat withip;
+`, dir, who, port)
+	}
+	theirs, ours := filepath.Join(dir, "c-relay.conf"), filepath.Join(dir, "polymur.conf")
+	os.WriteFile(theirs, []byte(conf("c-relay")), 0o600)
+	os.WriteFile(ours, []byte(conf("polymur")), 0o600)
+	logFile := filepath.Join(dir, "c-relay.log")
+	peer := testutil.StartProc(t, crelay, nil, "-f", theirs, "-l", logFile)
+	// Wait for its log, not by connecting: a connect-and-close probe can
+	// crash carbon-c-relay 3.7.3.
+	testutil.WaitFor(t, "carbon-c-relay started", limit, func() bool {
+		b, _ := os.ReadFile(logFile)
+		if peer.Exited() {
+			t.Fatalf("carbon-c-relay exited:\n%s", b)
+		}
+		return strings.Contains(string(b), "startup sequence complete")
+	})
+	defer peer.Stop(t)
+	d := start(t, "-config", ours)
+	var lines []string
+	for i := range 600 {
+		lines = append(lines, fmt.Sprintf("%s.h%d.m%d %d 170000%04d", []string{"sys", "old", "skip", "app"}[i%4], i%7, i, i, i))
+	}
+	payload := strings.Join(lines, "\n") + "\n"
+	d.Send(t, "listen", payload)
+	c, err := net.Dial("tcp", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(payload))
+	c.Close()
+	want := map[string]int{"plain": 300, "ip": 450, "ip2": 450}
+	for ext, n := range want {
+		for _, who := range []string{"c-relay", "polymur"} {
+			path := filepath.Join(dir, who+"."+ext)
+			testutil.WaitFor(t, path, limit, func() bool {
+				b, _ := os.ReadFile(path)
+				return bytes.Count(b, []byte("\n")) >= n
+			})
+		}
+		time.Sleep(100 * time.Millisecond) // nothing more arrives
+		a, _ := os.ReadFile(filepath.Join(dir, "c-relay."+ext))
+		b, _ := os.ReadFile(filepath.Join(dir, "polymur."+ext))
+		if !bytes.Equal(a, b) {
+			t.Fatalf("%s files differ: carbon-c-relay wrote %d bytes, polymur %d\ncarbon-c-relay: %.200q\npolymur:        %.200q", ext, len(a), len(b), a, b)
+		}
+		t.Logf("%s: %d lines, byte for byte as carbon-c-relay wrote them", ext, bytes.Count(a, []byte("\n")))
 	}
 }

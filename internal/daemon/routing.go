@@ -75,6 +75,15 @@ func deliverable(t *route.Table) error {
 	if len(t.Servers) == 0 && !hasFiles(t) {
 		return errors.New("the configuration has no servers to send to")
 	}
+	for _, c := range t.Clusters {
+		for _, path := range c.Files {
+			f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				return fmt.Errorf("cluster %s: %w", c.Name, err)
+			}
+			f.Close()
+		}
+	}
 	return nil
 }
 
