@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 )
@@ -99,6 +100,12 @@ func (t *Table) Apply(edits ...Edit) (*Table, error) {
 			return nil, fmt.Errorf("%w: unknown operation %q", ErrEdit, e.Op)
 		}
 	}
+	return t.rebuild(members, EditsText(edits))
+}
+
+// rebuild makes a new table with t's rules and clusters, the clusters'
+// members replaced by members[name]; what names the change in errors.
+func (t *Table) rebuild(members map[string][]*Server, what string) (*Table, error) {
 	nt := newTable()
 	for _, c := range t.Clusters {
 		nc := &Cluster{Name: c.Name, Kind: c.Kind, Replication: c.Replication, Dynamic: c.Dynamic,
@@ -108,7 +115,7 @@ func (t *Table) Apply(edits ...Edit) (*Table, error) {
 			nc.Members = append(nc.Members, &cp)
 		}
 		if err := nt.addCluster(nc, token{file: "edit", line: 1, col: 1}); err != nil {
-			return nil, fmt.Errorf("%s: %w", EditsText(edits), err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	// The rules, their expressions and indexes are shared (immutable once
@@ -135,4 +142,44 @@ func EditsText(edits []Edit) string {
 		s[i] = e.String()
 	}
 	return strings.Join(s, "; ")
+}
+
+// Expand returns t with the members of its useall clusters expanded: a
+// hostname becomes one member per address lookup gives for it (in that
+// order; an address given twice is kept once), as carbon-c-relay does.
+// Members named by an IP address stay as they are.
+func (t *Table) Expand(lookup func(host string) ([]string, error)) (*Table, error) {
+	members := make(map[string][]*Server, len(t.Clusters))
+	changed := false
+	for _, c := range t.Clusters {
+		if !c.UseAll {
+			members[c.Name] = c.Members
+			continue
+		}
+		seen := map[string]bool{}
+		var ms []*Server
+		for _, m := range c.Members {
+			addrs := []string{m.Host}
+			if net.ParseIP(m.Host) == nil {
+				var err error
+				if addrs, err = lookup(m.Host); err != nil {
+					return nil, fmt.Errorf("%s: cluster %s useall: %w", m.pos.pos(), c.Name, err)
+				}
+				changed = true
+			}
+			for _, a := range addrs {
+				cp := *m
+				cp.Host = a
+				if k := cp.addr(); !seen[k] {
+					seen[k] = true
+					ms = append(ms, &cp)
+				}
+			}
+		}
+		members[c.Name] = ms
+	}
+	if !changed {
+		return t, nil
+	}
+	return t.rebuild(members, "useall")
 }

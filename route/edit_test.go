@@ -1,6 +1,8 @@
 package route
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -99,4 +101,44 @@ func FuzzParseMember(f *testing.F) {
 			t.Fatalf("%q parsed to %+v", s, m)
 		}
 	})
+}
+
+func TestExpandUseall(t *testing.T) {
+	tb, err := Parse("t", `cluster a any_of useall db:2003 127.0.0.9:2003 dup:2003;
+cluster f failover useall db:2004=x;
+cluster h carbon_ch db:2005;
+match * send to a f h;
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookups := 0
+	hosts := map[string][]string{"db": {"127.0.0.2", "127.0.0.3", "::1"}, "dup": {"127.0.0.9", "127.0.0.4"}}
+	et, err := tb.Expand(func(h string) ([]string, error) {
+		lookups++
+		if a, ok := hosts[h]; ok {
+			return a, nil
+		}
+		return nil, errors.New("no such host")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range et.Clusters {
+		for _, m := range c.Members {
+			got = append(got, c.Name+" "+m.Addr()+"="+m.Instance)
+		}
+	}
+	want := []string{"a 127.0.0.2:2003=", "a 127.0.0.3:2003=", "a [::1]:2003=", "a 127.0.0.9:2003=", "a 127.0.0.4:2003=",
+		"f 127.0.0.2:2004=x", "f 127.0.0.3:2004=x", "f [::1]:2004=x", "h db:2005="}
+	if !slices.Equal(got, want) || lookups != 3 {
+		t.Fatalf("expanded %q (%d lookups)\nwant %q", got, lookups, want)
+	}
+	if ds := et.Route(nil, "m", "", nil); len(ds) != 3 || ds[1].Server.Addr() != "127.0.0.2:2004" {
+		t.Fatalf("routes %+v", ds)
+	}
+	if _, err := tb.Expand(func(string) ([]string, error) { return nil, errors.New("no such host") }); err == nil || !strings.Contains(err.Error(), "t:1:") {
+		t.Fatalf("a failed lookup: %v", err)
+	}
 }

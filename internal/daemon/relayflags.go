@@ -263,7 +263,7 @@ func (f *RelayFlags) loadConfig() error {
 	if f.Destinations != "" {
 		return errors.New("-config and -destinations both given: the configuration's clusters are the destinations")
 	}
-	t, err := route.ParseFile(f.ConfigFile)
+	t, err := readConfig(f.ConfigFile)
 	if err != nil {
 		return fmt.Errorf("-config: %w", err)
 	}

@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -53,6 +55,20 @@ func newRouting(path, state string, t *route.Table, log *slog.Logger) (*routing,
 	}
 	r.cur.Store(t)
 	return r, nil
+}
+
+// readConfig reads a configuration file and expands its useall clusters'
+// hostnames into their addresses.
+func readConfig(path string) (*route.Table, error) {
+	t, err := route.ParseFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return t.Expand(func(host string) ([]string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return net.DefaultResolver.LookupHost(ctx, host)
+	})
 }
 
 // withEdits applies edits over t one by one, leaving out (with a warning)
@@ -198,7 +214,7 @@ func (r *routing) reload() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, err := route.ParseFile(r.path)
+	t, err := readConfig(r.path)
 	var kept []route.Edit
 	if err == nil {
 		t, kept = r.withEdits(t, r.edits)
