@@ -104,6 +104,16 @@ type load struct {
 // startLoad sends rate lines per second to addr until stop is called.
 func startLoad(t *testing.T, addr, prefix string, rate int, keepNames bool) *load {
 	t.Helper()
+	return startLoadOf(t, addr, prefix, rate, keepNames, func(i int) (string, string) {
+		name := fmt.Sprintf("%s.host%03d.m%d", prefix, i%997, i)
+		return name, fmt.Sprintf("%s %d 1700000000\n", name, i%1000)
+	})
+}
+
+// startLoadOf is startLoad with line i made by line (its name and the
+// whole line).
+func startLoadOf(t *testing.T, addr, prefix string, rate int, keepNames bool, line func(i int) (name, text string)) *load {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +143,7 @@ func startLoad(t *testing.T, addr, prefix string, rate int, keepNames bool) *loa
 			var sum uint64
 			var names []string
 			for ; i < due; i++ {
-				name := fmt.Sprintf("%s.host%03d.m%d", prefix, i%997, i)
-				line := fmt.Sprintf("%s %d 1700000000\n", name, i%1000)
+				name, line := line(i)
 				h := fnv.New64a()
 				h.Write([]byte(line))
 				sum += h.Sum64()
