@@ -49,21 +49,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
-	var ingest *listener.Ingest
-	intake := daemon.Intake{
-		Accepted: func() uint64 { return ingest.Accepted.Load() },
-		Rejected: func() map[string]uint64 { return ingest.Rejections() },
-		Stats:    func() any { return ingest.Stats() },
-	}
-	relay, err := daemon.NewRelay("polymur-gateway", &c.RelayFlags, stdout, log, intake,
-		func() map[string]any { return map[string]any{"keys": keys.Stats()} })
+	relay, err := daemon.NewRelay("polymur-gateway", &c.RelayFlags, stdout, log)
 	if err != nil {
 		return err
 	}
-	ingest, err = listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Pool.Send,
+	ingest, err := listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Pool.Send,
 		Level: c.Level, MaxLine: c.MaxLine, KeyPrefix: c.keyPrefix, MaxBody: c.maxBody, MaxDecoded: c.maxDecoded,
 		QueueWait: c.queueWait, MaxBuffered: c.maxBuffer, Logger: log})
 	if err != nil {
+		relay.Close()
+		return err
+	}
+	intake := daemon.Intake{Accepted: ingest.Accepted.Load, Rejected: ingest.Rejections, Stats: func() any { return ingest.Stats() }}
+	if err := relay.Serve(intake, func() map[string]any { return map[string]any{"keys": keys.Stats()} }); err != nil {
 		relay.Close()
 		return err
 	}

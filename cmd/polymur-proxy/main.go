@@ -12,10 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/compose"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
 	"github.com/polymur/polymur/runstats"
@@ -93,24 +92,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		ready(addrs)
 	}
 
-	g, gctx := errgroup.WithContext(ctx)
 	rate := &runstats.Rate{Count: lis.Accepted.Load}
-	var prod errgroup.Group
-	prod.Go(func() error { return lis.Run(gctx) })
+	producers := []compose.Task{lis.Run}
 	if c.metricsFlush > 0 {
-		prod.Go(func() error {
-			runstats.Flush(gctx, log, time.Duration(c.metricsFlush)*time.Second, runstats.Prefix("polymur"), p.selfMetrics(rate), p.send)
+		producers = append(producers, func(ctx context.Context) error {
+			runstats.Flush(ctx, log, time.Duration(c.metricsFlush)*time.Second, runstats.Prefix("polymur"), p.selfMetrics(rate), p.send)
 			return nil
 		})
 	}
-	g.Go(func() error { defer p.closeInput(); return prod.Wait() })
-	g.Go(func() error { return p.run(gctx) })
-	for _, srv := range servers {
-		g.Go(func() error { return srv.Run(gctx) })
+	beside := []compose.Task{
+		func(ctx context.Context) error { return daemon.RunAdmin(ctx, adm, log) },
+		func(ctx context.Context) error { runstats.LogRates(ctx, log, rate, 5*time.Second, p.statusAttrs); return nil },
 	}
-	g.Go(func() error { return daemon.RunAdmin(gctx, adm, log) })
-	g.Go(func() error { runstats.LogRates(gctx, log, rate, 5*time.Second, p.statusAttrs); return nil })
-	err = g.Wait()
+	for _, srv := range servers {
+		beside = append(beside, srv.Run)
+	}
+	err = compose.Pipeline{Producers: producers, Stage: p, Beside: beside, OnShutdown: func() {
+		log.Info("shutting down: no new connections, sending what is queued", "drain_timeout", c.drainTimeout)
+	}}.Run(ctx)
 	log.Info("stopped", "stats", p.stats())
 	return err
 }

@@ -62,13 +62,14 @@ func (p *pipeline) send(ctx context.Context, b *batch.Batch) error {
 	return p.out.Send(ctx, b)
 }
 
-func (p *pipeline) closeInput() {
+// CloseInput and Run make the pipeline the proxy's compose.Stage.
+func (p *pipeline) CloseInput() {
 	if p.out != nil {
 		p.out.CloseInput()
 	}
 }
 
-func (p *pipeline) run(ctx context.Context) error {
+func (p *pipeline) Run(ctx context.Context) error {
 	if p.out == nil {
 		<-ctx.Done()
 		return nil

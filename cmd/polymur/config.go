@@ -9,6 +9,7 @@ import (
 
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/statsd"
 	"github.com/polymur/polymur/route"
 )
 
@@ -21,7 +22,7 @@ type config struct {
 	checkConfig bool
 	version     *bool
 	mode        string
-	statsd      statsdFlags
+	statsd      statsd.Settings
 	statsdDests []pool.Destination
 }
 
@@ -54,7 +55,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.clients.Register(fs)
 	c.version = daemon.VersionFlag(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
-	c.statsd.register(fs)
+	c.statsd.Register(fs)
 	fs.BoolVar(&c.test, "test", false, "Test mode: read metric names or lines on stdin, print '<metric>\\t<destination(s)>' (with -config: '<metric>\\t<as sent>\\t<send|blackhole|unrouted|invalid>\\t<cluster>\\t<host:port>' per delivery) and exit; connects nowhere")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "Parse and check -config, print it normalised and exit (1 on an error, naming file:line:col)")
 	if err := daemon.ParseFlags(fs, "POLYMUR", args); err != nil {
@@ -73,7 +74,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if err := c.clients.Check(); err != nil {
 		return nil, err
 	}
-	if c.ConfigFile != "" && !c.NoDelivery && (c.mode == "statsd" || c.statsd.configFile != "") {
+	if c.ConfigFile != "" && !c.NoDelivery && (c.mode == "statsd" || c.statsd.ConfigFile != "") {
 		return nil, fmt.Errorf("-config is for graphite mode, not statsd mode")
 	}
 	if c.checkConfig && c.ConfigFile == "" {
@@ -81,7 +82,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	switch c.mode {
 	case "graphite":
-		if c.statsd.configFile != "" {
+		if c.statsd.ConfigFile != "" {
 			c.mode = "statsd"
 		}
 	case "statsd":
@@ -89,16 +90,19 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-mode: unknown mode %q (want graphite or statsd)", c.mode)
 	}
 	if c.mode == "statsd" {
-		if c.statsd.configFile != "" {
+		if c.statsd.ConfigFile != "" {
 			given := map[string]bool{}
 			fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-			if err := c.statsd.loadProxyConfig(c.statsd.configFile, given); err != nil {
+			if err := c.statsd.LoadProxyJS(c.statsd.ConfigFile, given); err != nil {
 				return nil, fmt.Errorf("-statsd-config: %w", err)
 			}
 		}
-		var err error
-		if c.statsdDests, err = c.statsd.check(); err != nil {
+		if err := c.statsd.Check(); err != nil {
 			return nil, err
+		}
+		var err error
+		if c.statsdDests, err = pool.ParseDestinations(c.statsd.Nodes); err != nil {
+			return nil, fmt.Errorf("-statsd-nodes: %w", err)
 		}
 		return &c, nil
 	}

@@ -49,13 +49,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		defer daemon.HandleSignals(log)()
 		return runStatsd(ctx, c, stdout, log, ready)
 	}
-	var lis *listener.TCP
-	intake := daemon.Intake{
-		Accepted: func() uint64 { return lis.Accepted.Load() },
-		Rejected: func() map[string]uint64 { return lis.Rejections() },
-		Stats:    func() any { return lis.Stats() },
-	}
-	relay, err := daemon.NewRelay("polymur", &c.RelayFlags, stdout, log, intake, nil)
+	relay, err := daemon.NewRelay("polymur", &c.RelayFlags, stdout, log)
 	if err != nil {
 		return err
 	}
@@ -65,12 +59,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		onHup = func() { relay.Reload() }
 	}
 	defer daemon.HandleSignalsReload(log, onHup)()
-	lis, err = listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
+	lis, err := listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
 		DrainTimeout: c.DrainTimeout, Send: relay.Pool.Send, Logger: log,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})
 	if err != nil {
 		relay.Close()
 		return fmt.Errorf("-listen-addr: %w", err)
+	}
+	if err := relay.Serve(daemon.Intake{Accepted: lis.Accepted.Load, Rejected: lis.Rejections, Stats: func() any { return lis.Stats() }}, nil); err != nil {
+		lis.Close()
+		relay.Close()
+		return err
 	}
 	relay.Addrs["listen"] = lis.Addr().String()
 	log.Info("::: Polymur :::", "version", daemon.Version(), "revision", daemon.Revision(), "distribution", c.Mode.String(), "destinations", len(c.Dests))

@@ -112,16 +112,16 @@ func TestStatsdManagementDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.statsd.mgmtAddr != "localhost:8126" || c.statsd.mgmtWrite {
-		t.Fatalf("defaults: mgmt %q write %v", c.statsd.mgmtAddr, c.statsd.mgmtWrite)
+	if c.statsd.MgmtAddr != "localhost:8126" || c.statsd.MgmtWrite {
+		t.Fatalf("defaults: mgmt %q write %v", c.statsd.MgmtAddr, c.statsd.MgmtWrite)
 	}
 	file := filepath.Join(t.TempDir(), "proxyConfig.js")
 	os.WriteFile(file, []byte(`{nodes: [{host: '127.0.0.1', port: 8125}], mgmt_port: 8127}`), 0o600)
 	if c, err = parseConfig([]string{"-statsd-config", file}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if c.statsd.mgmtAddr != "localhost:8127" {
-		t.Fatalf("proxyConfig.js without mgmt_address: %q", c.statsd.mgmtAddr)
+	if c.statsd.MgmtAddr != "localhost:8127" {
+		t.Fatalf("proxyConfig.js without mgmt_address: %q", c.statsd.MgmtAddr)
 	}
 }
 
@@ -209,8 +209,8 @@ cacheSize: 10000
 		t.Fatal(err)
 	}
 	s := c.statsd
-	if c.mode != "statsd" || s.nodes != "127.0.0.1:8127:8128,127.0.0.1:8129:8130" || s.listen != "127.0.0.1:9125" ||
-		s.mgmtAddr != "127.0.0.1:7000" || s.checkInterval != time.Second || s.tcp || len(c.statsdDests) != 2 {
+	if c.mode != "statsd" || s.Nodes != "127.0.0.1:8127:8128,127.0.0.1:8129:8130" || s.Listen != "127.0.0.1:9125" ||
+		s.MgmtAddr != "127.0.0.1:7000" || s.CheckInterval != time.Second || s.TCP || len(c.statsdDests) != 2 {
 		t.Fatalf("parsed %+v", s)
 	}
 	for _, bad := range []string{`{nodes: []}`, `{nodes: [{host: 'h', port: 'x'}]}`, `not js at all`} {

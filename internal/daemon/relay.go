@@ -10,12 +10,11 @@ import (
 	"maps"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/internal/compose"
 	"github.com/polymur/polymur/pool"
 	"github.com/polymur/polymur/runstats"
 )
@@ -39,6 +38,7 @@ type Relay struct {
 	reg      *prometheus.Registry
 	notReady []func() []string
 	routing  *routing // -config; nil otherwise
+	writes   prometheus.Histogram
 }
 
 // Reload re-reads -config and swaps the routing table (an error keeps the
@@ -71,17 +71,18 @@ type Intake struct {
 	Stats    func() any // the listener's own stats, under "listener"
 }
 
-// NewRelay builds the pool and binds the API and runstats ports. extra adds
-// daemon-specific sections to the API's stats.
-func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in Intake, extra func() map[string]any) (*Relay, error) {
+// NewRelay builds the pool (and, with -config, its routing) from the flags.
+// The listeners are built next, sending to Pool.Send; Serve then binds the
+// ports that report on both.
+func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*Relay, error) {
 	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}}
 	pc := f.PoolConfig()
-	writes := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "polymur_destination_write_duration_seconds",
+	r.writes = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "polymur_destination_write_duration_seconds",
 		Help: "Time of one vectored write of queued points to a destination.", Buckets: LatencyBuckets})
 	pc.Logger = log
 	pc.ObserveWrite = func(d time.Duration) {
 		r.lat.Observe(d)
-		writes.Observe(d.Seconds())
+		r.writes.Observe(d.Seconds())
 	}
 	if f.StateFile != "" && f.Mode != pool.Routed {
 		if f.fromState {
@@ -122,9 +123,20 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		return nil, err
 	}
 	r.Pool = p
-	putDest, delDest := p.PutDest, p.DelDest
 	if r.routing != nil {
 		r.routing.pool = p
+	}
+	return r, nil
+}
+
+// Serve binds the control API, runstats and admin ports, which report on
+// the pool and on in (the listeners, built by now). extra adds
+// daemon-specific sections to the API's stats. After an error the relay
+// must not Run; Close releases what was bound.
+func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
+	f, p, log, name := r.flags, r.Pool, r.Log, r.name
+	putDest, delDest := p.PutDest, p.DelDest
+	if r.routing != nil {
 		putDest, delDest = r.routing.putDest, r.routing.delDest
 	}
 	var reload func() error
@@ -139,7 +151,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 			return m
 		}
 	}
-	r.reg = NewRegistry(writes, IntakeMetrics(in), PoolMetrics(p))
+	r.reg = NewRegistry(r.writes, IntakeMetrics(in), PoolMetrics(p))
 	stats := func() any {
 		s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
 			"listener": in.Stats(), "pool": p.Stats(), "write_latency": r.lat.Summary()}
@@ -159,15 +171,14 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 		maps.Copy(cmds, f.ExtraCommands)
 		srv, err := api.New(api.Config{Addr: f.APIAddr, Name: "API", Logger: log, Commands: cmds})
 		if err != nil {
-			return nil, fmt.Errorf("-api-addr: %w", err)
+			return fmt.Errorf("-api-addr: %w", err)
 		}
 		r.servers, r.Addrs["api"] = append(r.servers, srv), srv.Addr().String()
 	}
 	if f.StatAddr != "" {
 		srv, err := StatServer(f.StatAddr, r.start, log)
 		if err != nil {
-			r.Close()
-			return nil, err
+			return err
 		}
 		r.servers, r.Addrs["stat"] = append(r.servers, srv), srv.Addr().String()
 	}
@@ -186,16 +197,15 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger, in
 			Get: func() any { return p.Destinations() }, Route: p.Route,
 		}, Reload: reload}
 	f.Admin.Apply(&acfg)
-	r.admin, err = AdminServer(acfg)
-	if err != nil {
-		r.Close()
-		return nil, err
+	var err error
+	if r.admin, err = AdminServer(acfg); err != nil {
+		return err
 	}
 	if r.admin != nil {
 		r.Addrs["admin"] = r.admin.Addr().String()
 	}
 	r.intake = in
-	return r, nil
+	return nil
 }
 
 // adminErr marks pool errors for the HTTP API's status codes.
@@ -234,39 +244,26 @@ func StatServer(addr string, start time.Time, log *slog.Logger) (*api.Server, er
 
 // Run runs producers (the listeners), the pool and the side servers until
 // ctx ends; then the producers stop, the pool drains, and Run returns.
-func (r *Relay) Run(ctx context.Context, producers ...func(context.Context) error) error {
-	g, gctx := errgroup.WithContext(ctx)
+func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	rate := &runstats.Rate{Count: r.intake.Accepted}
-	var prod errgroup.Group
-	for _, p := range producers {
-		prod.Go(func() error { return p(gctx) })
-	}
 	if r.flags.MetricsFlush > 0 {
-		prod.Go(func() error {
-			runstats.Flush(gctx, r.Log, time.Duration(r.flags.MetricsFlush)*time.Second, runstats.Prefix(r.name),
+		producers = append(producers, func(ctx context.Context) error {
+			runstats.Flush(ctx, r.Log, time.Duration(r.flags.MetricsFlush)*time.Second, runstats.Prefix(r.name),
 				r.selfMetrics(rate), r.Pool.Send)
 			return nil
 		})
 	}
-	g.Go(func() error { defer r.Pool.CloseInput(); return prod.Wait() })
-	g.Go(func() error { return r.Pool.Run(gctx) })
+	beside := []compose.Task{
+		func(ctx context.Context) error { return RunAdmin(ctx, r.admin, r.Log) },
+		func(ctx context.Context) error { runstats.LogRates(ctx, r.Log, rate, 5*time.Second, nil); return nil },
+	}
 	for _, srv := range r.servers {
-		g.Go(func() error { return srv.Run(gctx) })
+		beside = append(beside, srv.Run)
 	}
-	g.Go(func() error { return RunAdmin(gctx, r.admin, r.Log) })
-	for _, task := range r.side {
-		g.Go(func() error { return task(gctx) })
-	}
-	g.Go(func() error {
-		runstats.LogRates(gctx, r.Log, rate, 5*time.Second, nil)
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		r.Log.Info("shutting down: no new connections, delivering queued points", "drain_timeout", r.flags.DrainTimeout)
-		return nil
-	})
-	err := g.Wait()
+	err := compose.Pipeline{Producers: producers, Stage: r.Pool, Beside: append(beside, r.side...),
+		OnShutdown: func() {
+			r.Log.Info("shutting down: no new connections, delivering queued points", "drain_timeout", r.flags.DrainTimeout)
+		}}.Run(ctx)
 	s := r.Pool.Stats()
 	r.Log.Info("stopped", "received", s.Received, "sent", s.Sent, "dropped", s.Dropped)
 	return err
