@@ -102,7 +102,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 	beside := []compose.Task{
 		func(ctx context.Context) error { return daemon.RunAdmin(ctx, adm, log) },
-		func(ctx context.Context) error { runstats.LogRates(ctx, log, rate, 5*time.Second, p.statusAttrs); return nil },
+		func(ctx context.Context) error {
+			runstats.LogRates(ctx, log, rate, 5*time.Second, p.statusAttrs)
+			return nil
+		},
 	}
 	for _, srv := range servers {
 		beside = append(beside, srv.Run)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/pool"
-	"github.com/polymur/polymur/statsd"
 	"github.com/polymur/polymur/route"
+	"github.com/polymur/polymur/statsd"
 )
 
 // config is polymur's parsed and validated command line.
