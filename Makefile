@@ -117,7 +117,7 @@ fuzz-smoke fuzz:
 # bench/results/latest.md). LINES=5000000 for longer runs.
 LINES ?= 1000000
 bench: all
-	$(GO) test -run '^$$' -bench . -benchmem ./batch ./pool
+	$(GO) test -run '^$$' -bench . -benchmem ./batch ./dest ./route
 	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
 
 # A .deb of the linux/amd64 release (binaries, systemd units, /etc/default

@@ -11,7 +11,7 @@ import (
 // may use the leaves batch, ring and spool, and only keysync reaches Consul.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
-	library := []string{"listener", "pool", "output", "api", "admin", "keysync", "runstats", "route", "statsd"}
+	library := []string{"listener", "dest", "output", "api", "admin", "keysync", "runstats", "route", "statsd"}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").Output()
 	if err != nil {
 		t.Fatal(err)

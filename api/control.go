@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Control is what the control API needs from the pool and the daemon.
+// Control is what the control API needs from the destination set and the daemon.
 type Control struct {
 	PutDest func(spec string) error
 	DelDest func(name string) error

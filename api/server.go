@@ -2,7 +2,7 @@
 // text protocol, one command per connection, reply then close, so that
 // `echo putdest 127.0.0.1:2104 | nc localhost 2030` works. It serves the
 // control API (putdest, getdest, deldest, route, ping, stats, memstats) and
-// the runstats port; it reaches the pool only through the funcs it is given.
+// the runstats port; it reaches the destinations only through the funcs it is given.
 package api
 
 import (

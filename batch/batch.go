@@ -1,5 +1,5 @@
 // Package batch is the leaf of polymur's data flow: it defines the Batch that
-// carries Graphite plaintext lines from a listener through the pool to a
+// carries Graphite plaintext lines from a listener through the destination set to a
 // destination writer, the line validation that decides which lines enter the
 // pipeline, and the splitter that turns a byte stream into batches.
 //

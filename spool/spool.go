@@ -1,6 +1,6 @@
 // Package spool is polymur's durable queue: an append-only, on-disk FIFO of
 // line batches per destination (or, for polymur-proxy, per gateway),
-// bounded in bytes. Like batch, it is a leaf of the data flow: pool and
+// bounded in bytes. Like batch, it is a leaf of the data flow: dest and
 // output use it; it uses only batch.
 //
 // On disk a spool is a directory (its name escaped one-to-one, see

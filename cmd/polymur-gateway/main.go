@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
-	ingest, err := listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Pool.Send,
+	ingest, err := listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Dests.Send,
 		Level: c.Level, MaxLine: c.MaxLine, KeyPrefix: c.keyPrefix, MaxBody: c.maxBody, MaxDecoded: c.maxDecoded,
 		QueueWait: c.queueWait, MaxBuffered: c.maxBuffer, Logger: log})
 	if err != nil {

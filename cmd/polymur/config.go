@@ -7,8 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/daemon"
-	"github.com/polymur/polymur/pool"
 	"github.com/polymur/polymur/route"
 	"github.com/polymur/polymur/statsd"
 )
@@ -23,7 +23,7 @@ type config struct {
 	version     *bool
 	mode        string
 	statsd      statsd.Settings
-	statsdDests []pool.Destination
+	statsdDests []dest.Destination
 }
 
 const usageHeader = `polymur: a Graphite carbon-relay replacement.
@@ -101,7 +101,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 			return nil, err
 		}
 		var err error
-		if c.statsdDests, err = pool.ParseDestinations(c.statsd.Nodes); err != nil {
+		if c.statsdDests, err = dest.ParseDestinations(c.statsd.Nodes); err != nil {
 			return nil, fmt.Errorf("-statsd-nodes: %w", err)
 		}
 		return &c, nil
@@ -118,9 +118,9 @@ func testMode(c *config, in io.Reader, out io.Writer) error {
 	if c.Table != nil {
 		return routeTestMode(c, in, out)
 	}
-	pc := c.PoolConfig()
+	pc := c.DestConfig()
 	pc.SpoolDir, pc.SpoolAlways = "", false // -test touches no spool
-	p, err := pool.New(pc)
+	p, err := dest.New(pc)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer daemon.HandleSignalsReload(log, onHup)()
 	lis, err := listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
-		DrainTimeout: c.DrainTimeout, Send: relay.Pool.Send, Logger: log,
+		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})
 	if err != nil {
 		relay.Close()

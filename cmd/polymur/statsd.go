@@ -14,9 +14,9 @@ import (
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
-	"github.com/polymur/polymur/pool"
 	"github.com/polymur/polymur/statsd"
 )
 
@@ -26,11 +26,11 @@ import (
 // their admin port.
 func runStatsd(ctx context.Context, c *config, stdout io.Writer, log *slog.Logger, ready func(map[string]string)) error {
 	s := &c.statsd
-	var dg pool.DatagramStats
+	var dg dest.DatagramStats
 	start := time.Now()
 	h := statsd.NewHealth()
-	c.Mode, c.Dests, c.Level, c.RingByAddr = pool.HashRoute, c.statsdDests, batch.LevelStatsd, true
-	c.Dial = pool.DatagramDial(s.MaxDatagram, &dg)
+	c.Mode, c.Dests, c.Level, c.RingByAddr = dest.HashRoute, c.statsdDests, batch.LevelStatsd, true
+	c.Dial = dest.DatagramDial(s.MaxDatagram, &dg)
 	c.APIAddr = s.MgmtAddr
 	c.APIReadOnly = c.APIReadOnly || !s.MgmtWrite
 	c.ReadOnlyHint = "start with -statsd-mgmt-write to allow them"
@@ -38,7 +38,7 @@ func runStatsd(ctx context.Context, c *config, stdout io.Writer, log *slog.Logge
 	if err != nil {
 		return err
 	}
-	p := relay.Pool
+	p := relay.Dests
 	// The single UDP reader places its batches itself (no hand-off); TCP
 	// connections, many goroutines, go through the incoming queue.
 	direct, stopDirect := p.Direct()

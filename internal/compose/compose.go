@@ -1,9 +1,9 @@
 // Package compose is the one composition every daemon runs: producers (the
-// listeners and the self-metrics flush) feed a stage (the destination pool,
+// listeners and the self-metrics flush) feed a stage (the destination set,
 // or the proxy's HTTPS output); servers and side tasks run beside them.
 // When ctx ends the producers stop, the stage's input is closed once every
 // producer has returned, and the stage drains under its own deadline
-// (Config.DrainTimeout of the pool or output) before Run returns.
+// (Config.DrainTimeout of the set or the output) before Run returns.
 package compose
 
 import (

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/polymur/polymur/admin"
-	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/dest"
 )
 
 // Metric names follow Prometheus conventions: polymur_<what>_<unit>[_total].
@@ -68,8 +68,8 @@ func IntakeMetrics(in Intake) admin.CollectFunc {
 	}
 }
 
-// PoolMetrics exposes the pool's counters and per-destination state.
-func PoolMetrics(p *pool.Pool) admin.CollectFunc {
+// DestMetrics exposes the set's counters and per-destination state.
+func DestMetrics(p *dest.Set) admin.CollectFunc {
 	return func(ch chan<- prometheus.Metric) {
 		s := p.Stats()
 		Counter(ch, "polymur_points_received_total", "Points (lines) handed to distribution.", float64(s.Received))
@@ -111,9 +111,9 @@ func PoolMetrics(p *pool.Pool) admin.CollectFunc {
 	}
 }
 
-// NotReadyPool gives the pool's reasons not to take traffic: no
+// NotReadyDests gives the destination set's reasons not to take traffic: no
 // destinations, or every destination down.
-func NotReadyPool(p *pool.Pool, console bool) []string {
+func NotReadyDests(p *dest.Set, console bool) []string {
 	s := p.Stats()
 	if len(s.Destinations) == 0 {
 		if console {

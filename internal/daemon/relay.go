@@ -14,16 +14,16 @@ import (
 
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/compose"
-	"github.com/polymur/polymur/pool"
 	"github.com/polymur/polymur/runstats"
 )
 
-// Relay is a pool with its control API, runstats port, status log and
+// Relay is a destination set with its control API, runstats port, status log and
 // self-metrics: what polymur and polymur-gateway have in common.
 type Relay struct {
 	Log   *slog.Logger
-	Pool  *pool.Pool
+	Dests *dest.Set
 	Addrs map[string]string // bound addresses by role, for tests and logs
 
 	name    string
@@ -60,7 +60,7 @@ func (r *Relay) AddMetrics(cs ...prometheus.Collector) { r.reg.MustRegister(cs..
 func (r *Relay) AddNotReady(f func() []string) { r.notReady = append(r.notReady, f) }
 
 // Go adds a task that runs beside the relay until ctx ends (key sync, say);
-// it is not a producer, so the pool does not wait for it to drain.
+// it is not a producer, so the set does not wait for it to drain.
 func (r *Relay) Go(task func(context.Context) error) { r.side = append(r.side, task) }
 
 // Intake is what a relay's listener reports to the status log and to the
@@ -71,12 +71,12 @@ type Intake struct {
 	Stats    func() any // the listener's own stats, under "listener"
 }
 
-// NewRelay builds the pool (and, with -config, its routing) from the flags.
-// The listeners are built next, sending to Pool.Send; Serve then binds the
+// NewRelay builds the destination set (and, with -config, its routing) from the flags.
+// The listeners are built next, sending to Dests.Send; Serve then binds the
 // ports that report on both.
 func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*Relay, error) {
 	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}}
-	pc := f.PoolConfig()
+	pc := f.DestConfig()
 	r.writes = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "polymur_destination_write_duration_seconds",
 		Help: "Time of one vectored write of queued points to a destination.", Buckets: LatencyBuckets})
 	pc.Logger = log
@@ -84,7 +84,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 		r.lat.Observe(d)
 		r.writes.Observe(d.Seconds())
 	}
-	if f.StateFile != "" && f.Mode != pool.Routed {
+	if f.StateFile != "" && f.Mode != dest.Routed {
 		if f.fromState {
 			lvl := slog.LevelInfo
 			if f.Destinations != "" {
@@ -107,7 +107,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 	if len(f.Dests) == 0 && !f.ConsoleOut {
 		log.Warn("no destinations: every line is dropped and counted (no_destinations) until putdest adds one")
 	}
-	if f.Mode == pool.Routed {
+	if f.Mode == dest.Routed {
 		var err error
 		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.Table, log); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
@@ -118,23 +118,23 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 	}
-	p, err := pool.New(pc)
+	p, err := dest.New(pc)
 	if err != nil {
 		return nil, err
 	}
-	r.Pool = p
+	r.Dests = p
 	if r.routing != nil {
-		r.routing.pool = p
+		r.routing.set = p
 	}
 	return r, nil
 }
 
 // Serve binds the control API, runstats and admin ports, which report on
-// the pool and on in (the listeners, built by now). extra adds
+// the destination set and on in (the listeners, built by now). extra adds
 // daemon-specific sections to the API's stats. After an error the relay
 // must not Run; Close releases what was bound.
 func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
-	f, p, log, name := r.flags, r.Pool, r.Log, r.name
+	f, p, log, name := r.flags, r.Dests, r.Log, r.name
 	putDest, delDest := p.PutDest, p.DelDest
 	if r.routing != nil {
 		putDest, delDest = r.routing.putDest, r.routing.delDest
@@ -151,7 +151,7 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 			return m
 		}
 	}
-	r.reg = NewRegistry(r.writes, IntakeMetrics(in), PoolMetrics(p))
+	r.reg = NewRegistry(r.writes, IntakeMetrics(in), DestMetrics(p))
 	stats := func() any {
 		s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
 			"listener": in.Stats(), "pool": p.Stats(), "write_latency": r.lat.Summary()}
@@ -182,7 +182,7 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 		}
 		r.servers, r.Addrs["stat"] = append(r.servers, srv), srv.Addr().String()
 	}
-	r.AddNotReady(func() []string { return NotReadyPool(p, f.ConsoleOut) })
+	r.AddNotReady(func() []string { return NotReadyDests(p, f.ConsoleOut) })
 	acfg := admin.Config{Name: name, Gatherer: r.reg, Stats: stats, Logger: log,
 		NotReady: func() []string {
 			var why []string
@@ -208,14 +208,14 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 	return nil
 }
 
-// adminErr marks pool errors for the HTTP API's status codes.
+// adminErr marks destination set errors for the HTTP API's status codes.
 func adminErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, pool.ErrDuplicate):
+	case errors.Is(err, dest.ErrDuplicate):
 		return admin.Conflict(err)
-	case errors.Is(err, pool.ErrNotRegistered):
+	case errors.Is(err, dest.ErrNotRegistered):
 		return admin.NotFound(err)
 	}
 	return err
@@ -242,14 +242,14 @@ func StatServer(addr string, start time.Time, log *slog.Logger) (*api.Server, er
 	return srv, nil
 }
 
-// Run runs producers (the listeners), the pool and the side servers until
-// ctx ends; then the producers stop, the pool drains, and Run returns.
+// Run runs producers (the listeners), the destination set and the side servers until
+// ctx ends; then the producers stop, the set drains, and Run returns.
 func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	rate := &runstats.Rate{Count: r.intake.Accepted}
 	if r.flags.MetricsFlush > 0 {
 		producers = append(producers, func(ctx context.Context) error {
 			runstats.Flush(ctx, r.Log, time.Duration(r.flags.MetricsFlush)*time.Second, runstats.Prefix(r.name),
-				r.selfMetrics(rate), r.Pool.Send)
+				r.selfMetrics(rate), r.Dests.Send)
 			return nil
 		})
 	}
@@ -260,11 +260,11 @@ func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	for _, srv := range r.servers {
 		beside = append(beside, srv.Run)
 	}
-	err := compose.Pipeline{Producers: producers, Stage: r.Pool, Beside: append(beside, r.side...),
+	err := compose.Pipeline{Producers: producers, Stage: r.Dests, Beside: append(beside, r.side...),
 		OnShutdown: func() {
 			r.Log.Info("shutting down: no new connections, delivering queued points", "drain_timeout", r.flags.DrainTimeout)
 		}}.Run(ctx)
-	s := r.Pool.Stats()
+	s := r.Dests.Stats()
 	r.Log.Info("stopped", "received", s.Received, "sent", s.Sent, "dropped", s.Dropped)
 	return err
 }
@@ -279,7 +279,7 @@ func (r *Relay) selfMetrics(rate *runstats.Rate) func() []runstats.Metric {
 			ms = append(ms, runstats.Int("runtime."+k, v))
 		}
 		ms = append(ms, runstats.Float("rate", rate.Last()))
-		s := r.Pool.Stats()
+		s := r.Dests.Stats()
 		ms = append(ms,
 			runstats.Int("incoming-queue.current-size", uint64(s.IncomingDepth)),
 			runstats.Int("incoming-queue.limit", uint64(s.IncomingCap)),

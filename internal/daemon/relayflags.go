@@ -14,11 +14,11 @@ import (
 
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
-	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/route"
 )
 
-// RelayFlags are the flags polymur and polymur-gateway share: the pool, the
+// RelayFlags are the flags polymur and polymur-gateway share: the destination set, the
 // control API, runstats, self-metrics, validation and logging.
 type RelayFlags struct {
 	APIAddr, StatAddr        string
@@ -60,8 +60,8 @@ type RelayFlags struct {
 	Replication int
 
 	// Filled by Check.
-	Mode      pool.Mode
-	Dests     []pool.Destination
+	Mode      dest.Mode
+	Dests     []dest.Destination
 	Level     batch.Level
 	fromState bool
 }
@@ -107,14 +107,14 @@ func (f *RelayFlags) Check() error {
 		return err
 	}
 	if kind == "" {
-		if f.Mode, err = pool.ParseMode(f.Distribution); err != nil {
+		if f.Mode, err = dest.ParseMode(f.Distribution); err != nil {
 			return fmt.Errorf("-distribution: %w", err)
 		}
 	}
 	if f.Level, err = batch.ParseLevel(f.Validation); err != nil {
 		return fmt.Errorf("-validation: %w", err)
 	}
-	if f.Dests, err = pool.ParseDestinations(f.Destinations); err != nil {
+	if f.Dests, err = dest.ParseDestinations(f.Destinations); err != nil {
 		return fmt.Errorf("-destinations: %w", err)
 	}
 	if err := f.Admin.Check(f.EnvPrefix); err != nil {
@@ -138,13 +138,13 @@ func (f *RelayFlags) Check() error {
 			return fmt.Errorf("-state-file %s lists no destinations, which would replace the %d of -destinations: delete the file, or start with -allow-empty-state", f.StateFile, len(f.Dests))
 		}
 		if ok {
-			if f.Dests, err = pool.ParseDestinations(strings.Join(saved, ",")); err != nil {
+			if f.Dests, err = dest.ParseDestinations(strings.Join(saved, ",")); err != nil {
 				return fmt.Errorf("-state-file %s: %w", f.StateFile, err)
 			}
 			f.fromState = true
 		}
 	}
-	if err := pool.CheckDestinations(f.Mode, f.Dests); err != nil {
+	if err := dest.CheckDestinations(f.Mode, f.Dests); err != nil {
 		if f.fromState {
 			return fmt.Errorf("-state-file %s: %w", f.StateFile, err)
 		}
@@ -186,7 +186,7 @@ func CheckSpoolMode(mode, dir string) error {
 
 // distribution maps -distribution (polymur's, carbon's and carbon-c-relay's
 // names) and -replication to a carbon-c-relay cluster kind, or "" for the
-// pool's own broadcast and hash-route (carbon's carbon_ch without
+// destination set's own broadcast and hash-route (carbon's carbon_ch without
 // replication, with re-routing of dead destinations).
 func distribution(name string, replication int) (string, error) {
 	if replication < 1 || replication > 255 {
@@ -216,7 +216,7 @@ func distribution(name string, replication int) (string, error) {
 
 // synthesize turns -destinations into the one-cluster configuration
 // "cluster default KIND [replication N] dynamic …; match * send to default"
-// for the kinds the pool has no mode of its own for.
+// for the kinds the destination set has no mode of its own for.
 func (f *RelayFlags) synthesize(kind string) error {
 	if f.StateFile != "" {
 		return fmt.Errorf("-state-file with -distribution %s is not supported: its destinations are fixed at start", f.Distribution)
@@ -251,14 +251,14 @@ func (f *RelayFlags) synthesize(kind string) error {
 	if f.Dests, err = destinations(t); err != nil {
 		return err
 	}
-	f.Mode = pool.Routed
+	f.Mode = dest.Routed
 	f.APIReadOnly = true
 	f.ReadOnlyHint = "destinations are fixed with -distribution " + f.Distribution
 	return nil
 }
 
 // loadConfig reads -config; for delivery its servers become the
-// destinations and the pool routes by its rules.
+// destinations and the set routes by its rules.
 func (f *RelayFlags) loadConfig() error {
 	if f.Destinations != "" {
 		return errors.New("-config and -destinations both given: the configuration's clusters are the destinations")
@@ -282,7 +282,7 @@ func (f *RelayFlags) loadConfig() error {
 	if f.Dests, err = destinations(t); err != nil {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
 	}
-	f.Mode = pool.Routed
+	f.Mode = dest.Routed
 	return nil
 }
 
@@ -302,9 +302,9 @@ func Require(rules ...Rule) error {
 	return nil
 }
 
-// PoolConfig is the pool configuration the flags describe.
-func (f *RelayFlags) PoolConfig() pool.Config {
-	return pool.Config{
+// DestConfig is the destination set's configuration the flags describe.
+func (f *RelayFlags) DestConfig() dest.Config {
+	return dest.Config{
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,

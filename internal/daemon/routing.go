@@ -15,19 +15,19 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/polymur/polymur/pool"
+	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/route"
 )
 
 // routing is polymur -config: the configuration file, the runtime edits of
 // its clusters (putdest/deldest, kept in -state-file and applied over the
 // file after every reload and restart) and the table in force. The table
-// and the destinations it names reach the pool together (pool.Apply).
+// and the destinations it names reach the destination set together (Set.Apply).
 type routing struct {
 	path  string // "" when the table was made from flags (-distribution any_of…)
 	state string // -state-file, "" for none
 	log   *slog.Logger
-	pool  *pool.Pool
+	set   *dest.Set
 
 	mu    sync.Mutex   // serialises reloads and edits
 	edits []route.Edit // under mu
@@ -112,12 +112,12 @@ func hasFiles(t *route.Table) bool {
 	return false
 }
 
-// destinations are the table's servers as pool destinations (host:port),
+// destinations are the table's servers as destinations (host:port),
 // then its files (file:PATH, fileip:PATH).
-func destinations(t *route.Table) ([]pool.Destination, error) {
-	var out []pool.Destination
+func destinations(t *route.Table) ([]dest.Destination, error) {
+	var out []dest.Destination
 	for _, s := range t.Servers {
-		d, err := pool.ParseDestination(s.Addr())
+		d, err := dest.ParseDestination(s.Addr())
 		if err != nil {
 			return nil, err
 		}
@@ -131,7 +131,7 @@ func destinations(t *route.Table) ([]pool.Destination, error) {
 		for _, f := range c.Files {
 			if name := fileDest(f, c.FileIP); !seen[name] {
 				seen[name] = true
-				out = append(out, pool.Destination{Name: name, File: f})
+				out = append(out, dest.Destination{Name: name, File: f})
 			}
 		}
 	}
@@ -146,11 +146,11 @@ func fileDest(path string, ip bool) string {
 	return "file:" + path
 }
 
-// tableRoutes is one table as the pool's Routes.
+// tableRoutes is one table as the destination set's Routes.
 type tableRoutes struct{ t *route.Table }
 
 // NewRoute makes a RouteFunc for one goroutine, with its own scratch.
-func (tr *tableRoutes) NewRoute() pool.RouteFunc {
+func (tr *tableRoutes) NewRoute() dest.RouteFunc {
 	st := &routeState{t: tr.t}
 	st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
 	return st.route
@@ -165,8 +165,8 @@ type routeState struct {
 	live func(*route.Server) bool
 }
 
-// route is the table's deliveries for one line, as pool placements.
-func (st *routeState) route(dst []pool.Placement, name, rest []byte, up func(string) bool) ([]pool.Placement, string) {
+// route is the table's deliveries for one line, as placements.
+func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(string) bool) ([]dest.Placement, string) {
 	t := st.t
 	st.up = up
 	// The name is only read during the call (deliveries keep it as their
@@ -185,7 +185,7 @@ func (st *routeState) route(dst []pool.Placement, name, rest []byte, up func(str
 	for _, d := range st.ds {
 		switch d.Outcome {
 		case route.Send:
-			var pl pool.Placement
+			var pl dest.Placement
 			if d.Server != nil {
 				pl.Dest = d.Server.Addr()
 			} else {
@@ -239,13 +239,13 @@ func (r *routing) reload() error {
 	return nil
 }
 
-// swap hands t and its destinations to the pool. Callers hold r.mu.
+// swap hands t and its destinations to the destination set. Callers hold r.mu.
 func (r *routing) swap(t *route.Table) (added, removed []string, err error) {
 	dests, err := destinations(t)
 	if err != nil {
 		return nil, nil, err
 	}
-	added, removed, err = r.pool.Apply(dests, &tableRoutes{t: t})
+	added, removed, err = r.set.Apply(dests, &tableRoutes{t: t})
 	if err == nil {
 		r.cur.Store(t)
 	}
@@ -301,7 +301,7 @@ func (r *routing) edit(op, arg string) error {
 		}
 		switch {
 		case op == route.EditDel && len(names) == 0:
-			return fmt.Errorf("%w: %s is in no cluster", pool.ErrNotRegistered, s.Addr())
+			return fmt.Errorf("%w: %s is in no cluster", dest.ErrNotRegistered, s.Addr())
 		case op == route.EditDel:
 			clusters = names
 		case len(all) == 1:
@@ -317,10 +317,10 @@ func (r *routing) edit(op, arg string) error {
 	nt, err := t.Apply(edits...)
 	if err != nil {
 		if errors.Is(err, route.ErrEdit) && strings.Contains(err.Error(), "already a member") {
-			return fmt.Errorf("%w: %v", pool.ErrDuplicate, err)
+			return fmt.Errorf("%w: %v", dest.ErrDuplicate, err)
 		}
 		if errors.Is(err, route.ErrEdit) && strings.Contains(err.Error(), "not a member") {
-			return fmt.Errorf("%w: %v", pool.ErrNotRegistered, err)
+			return fmt.Errorf("%w: %v", dest.ErrNotRegistered, err)
 		}
 		return err
 	}

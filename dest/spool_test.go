@@ -1,4 +1,4 @@
-package pool
+package dest
 
 import (
 	"log/slog"
@@ -18,7 +18,7 @@ func TestSpoolKeepsAnOutageAndReplaysIt(t *testing.T) {
 			up, down := testutil.NewSink(t), testutil.NewSink(t)
 			ds := dests(t, up, down)
 			down.Stop()
-			h := startPool(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, DeadAfter: 1,
+			h := startSet(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, DeadAfter: 1,
 				SpoolDir: t.TempDir(), SpoolReplayRate: 20000})
 			ls := lines("spool", 5000)
 			send(t, h.p, ls)
@@ -55,7 +55,7 @@ func TestSpoolKeepsAnOutageAndReplaysIt(t *testing.T) {
 }
 
 // settle waits until the distributor has placed everything sent so far.
-func settle(t *testing.T, p *Pool) {
+func settle(t *testing.T, p *Set) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for {
@@ -90,7 +90,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	ds := dests(t, s)
 	s.Stop()
 	dir := t.TempDir()
-	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, SpoolDir: dir, DrainTimeout: time.Minute})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, SpoolDir: dir, DrainTimeout: time.Minute})
 	ls := lines("restart", 3000)
 	send(t, h.p, ls)
 	start := time.Now()
@@ -102,7 +102,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 		t.Fatalf("dropped at shutdown: %v", d)
 	}
 	s.Start()
-	h2 := startPool(t, Config{Mode: Broadcast, Destinations: ds, SpoolDir: dir})
+	h2 := startSet(t, Config{Mode: Broadcast, Destinations: ds, SpoolDir: dir})
 	if !s.WaitCount(3000, wait) {
 		t.Fatalf("after restart got %d of 3000", s.Count())
 	}
@@ -116,7 +116,7 @@ func TestSpoolFullDropsAndCounts(t *testing.T) {
 	s := testutil.NewSink(t)
 	ds := dests(t, s)
 	s.Stop()
-	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 100, SpoolDir: t.TempDir(), SpoolMaxBytes: 20000})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 100, SpoolDir: t.TempDir(), SpoolMaxBytes: 20000})
 	send(t, h.p, lines("full", 3000))
 	settle(t, h.p)
 	st := h.p.Stats()
@@ -130,7 +130,7 @@ func TestSpoolFullDropsAndCounts(t *testing.T) {
 func TestSpoolSlowDestinationDoesNotHoldOthersBack(t *testing.T) {
 	fast, slow := testutil.NewCountingSink(t), testutil.NewCountingSink(t)
 	slow.SetDelay(5 * time.Millisecond)
-	h := startPool(t, Config{Mode: Broadcast, Destinations: dests(t, fast, slow), QueueCap: 200,
+	h := startSet(t, Config{Mode: Broadcast, Destinations: dests(t, fast, slow), QueueCap: 200,
 		SpoolDir: t.TempDir(), SpoolReplayRate: 1 << 30})
 	n := 30000
 	send(t, h.p, lines("slowspool", n))
@@ -161,7 +161,7 @@ func TestDelDestDrainsItsSpool(t *testing.T) {
 			ds := dests(t, up, down)
 			down.Stop()
 			dir := t.TempDir()
-			h := startPool(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, SpoolDir: dir, SpoolReplayRate: 1 << 20})
+			h := startSet(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, SpoolDir: dir, SpoolReplayRate: 1 << 20})
 			ls := lines("del", 5000)
 			send(t, h.p, ls)
 			settle(t, h.p)
@@ -205,7 +205,7 @@ func TestSpoolWriteErrorsAreNamed(t *testing.T) {
 	s.Stop()
 	dir := t.TempDir()
 	var logs testutil.SyncBuffer
-	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 100, DeadAfter: 1, SpoolDir: dir,
+	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 100, DeadAfter: 1, SpoolDir: dir,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	testutil.WaitFor(t, "declared down", wait, func() bool { return h.p.Stats().Destinations[0].State != "up" })
 	// The destination's spool directory loses its write segment: every
@@ -232,7 +232,7 @@ func TestSpoolAlwaysDeliversThroughTheSpool(t *testing.T) {
 		t.Run(mode.String(), func(t *testing.T) {
 			a, b := testutil.NewSink(t), testutil.NewSink(t)
 			ds := dests(t, a, b)
-			h := startPool(t, Config{Mode: mode, Destinations: ds, SpoolDir: t.TempDir(), SpoolAlways: true, SpoolFsync: -1})
+			h := startSet(t, Config{Mode: mode, Destinations: ds, SpoolDir: t.TempDir(), SpoolAlways: true, SpoolFsync: -1})
 			ls := lines("wal", 20000)
 			send(t, h.p, ls) // returns once every batch is on disk
 			st := h.p.Stats()

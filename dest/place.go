@@ -1,4 +1,4 @@
-package pool
+package dest
 
 import (
 	"cmp"
@@ -11,7 +11,7 @@ import (
 // router places batches on destination queues. Each distributing goroutine
 // owns one; it is not safe for concurrent use.
 type router struct {
-	p      *Pool
+	p      *Set
 	out    []*batch.Batch // per-destination batches being built (hash-route, routed)
 	pls    []Placement    // routed: one line's placements
 	line   []byte         // routed: a renamed line being built
@@ -20,7 +20,7 @@ type router struct {
 	tick   *time.Ticker   // re-checks destination state while blocked
 }
 
-func newRouter(p *Pool) *router {
+func newRouter(p *Set) *router {
 	return &router{p: p, tick: time.NewTicker(100 * time.Millisecond)}
 }
 
@@ -140,7 +140,7 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 // deliver queues b (owned) for d, blocking while d is healthy or being
 // reconnected, re-routing when a hash-route destination is dead or removed,
 // and counting a drop only when there is nowhere to keep the points.
-func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) {
+func (r *router) deliver(ctx context.Context, v *view, d *target, b *batch.Batch) {
 	p := r.p
 	if p.cfg.SpoolAlways && r.spoolAhead(ctx, d, b) {
 		return
@@ -221,7 +221,7 @@ func (r *router) deliver(ctx context.Context, v *view, d *dest, b *batch.Batch) 
 // drop-and-count when d is down and its spool full. It returns false,
 // leaving b to the memory queue, when the disk refuses the write (logged
 // and counted: those lines are not durable) or d was removed.
-func (r *router) spoolAhead(ctx context.Context, d *dest, b *batch.Batch) bool {
+func (r *router) spoolAhead(ctx context.Context, d *target, b *batch.Batch) bool {
 	p := r.p
 	for !d.isRemoved() {
 		switch p.trySpool(d, b) {
@@ -248,7 +248,7 @@ func (r *router) spoolAhead(ctx context.Context, d *dest, b *batch.Batch) bool {
 }
 
 // routesTo reports whether the live table of v can still send to d.
-func (v *view) routesTo(d *dest) bool {
+func (v *view) routesTo(d *target) bool {
 	for _, x := range v.dests {
 		if x == d {
 			return x.state.Load() != stateDead

@@ -1,4 +1,4 @@
-package pool
+package dest
 
 import (
 	"context"
@@ -25,7 +25,7 @@ var stateNames = [...]string{"connecting", "up", "dead"}
 
 // dest is one destination: its queue, its counters and its writer's state.
 // The connection itself belongs to the writer goroutine alone.
-type dest struct {
+type target struct {
 	Destination
 	q          *queue
 	registered time.Time
@@ -46,7 +46,7 @@ type dest struct {
 
 	// removing is set when the destination leaves the set: routers stop
 	// waiting for room and hand it their last batches. removed is closed
-	// once no router can place on it any more (Pool.retire): the writer
+	// once no router can place on it any more (Set.retire): the writer
 	// delivers what it holds, then ends.
 	removing   atomic.Bool
 	removeOnce sync.Once
@@ -57,14 +57,14 @@ type dest struct {
 	holdKick chan struct{} // 1-slot: held changed
 }
 
-func (d *dest) remove() { d.removing.Store(true); d.removeOnce.Do(func() { close(d.removed) }) }
+func (d *target) remove() { d.removing.Store(true); d.removeOnce.Do(func() { close(d.removed) }) }
 
 // isRemoved reports whether the destination has left the set (it may still
 // be delivering what it holds).
-func (d *dest) isRemoved() bool { return d.removing.Load() }
+func (d *target) isRemoved() bool { return d.removing.Load() }
 
 // retired reports whether no router can place on the destination any more.
-func (d *dest) retired() bool {
+func (d *target) retired() bool {
 	select {
 	case <-d.removed:
 		return true
@@ -83,8 +83,8 @@ var (
 // writer is the state the writer goroutine keeps across connections: popped
 // batches not yet fully written, and how far into the first one it got.
 type writer struct {
-	p       *Pool
-	d       *dest
+	p       *Set
+	d       *target
 	pending []*batch.Batch
 	off     int // bytes of pending[0] already delivered (a line boundary)
 	bufs    net.Buffers
@@ -93,7 +93,7 @@ type writer struct {
 	lastRefill time.Time
 }
 
-func (p *Pool) runDest(ctx context.Context, d *dest) {
+func (p *Set) runDest(ctx context.Context, d *target) {
 	w := &writer{p: p, d: d}
 	defer w.exit()
 	failures, quick := 0, 0
@@ -546,7 +546,7 @@ func (w *writer) releaseAll() {
 	}
 }
 
-// dropPending counts what the writer holds at the hard stop; the pool counts
+// dropPending counts what the writer holds at the hard stop; the set counts
 // the queues.
 func (w *writer) dropPending() {
 	if n := w.pendingPoints(); n > 0 {
@@ -678,7 +678,7 @@ func (w *writer) exit() {
 
 // setState changes d's state, rebuilding the ring tables when d joins or
 // leaves the live set. The change and the new view happen under p.mu.
-func (p *Pool) setState(d *dest, s int32) {
+func (p *Set) setState(d *target, s int32) {
 	if (d.state.Load() == stateDead) == (s == stateDead) {
 		d.state.Store(s)
 		return

@@ -1,16 +1,20 @@
-// Package pool is the distribution stage of polymur: it takes batches from the
-// listeners (Send), places every line on its destinations — all of them
-// (broadcast) or the one Graphite's carbon_ch ring picks (hash-route) — and
-// runs one writer per destination that keeps the connection, reconnects with
-// backoff and hands its share to the others through the retry queue when the
-// destination is declared dead.
+// Package dest is polymur's destination set: one writer per destination
+// (a carbon server, or a file of a file cluster), shared by every cluster
+// that names it, with its bounded queue, disk spool and reconnect state; and
+// the placing of batches on them. Where a line goes is decided by the flag
+// modes' built-in placement — all destinations (broadcast) or the one
+// Graphite's carbon_ch ring picks (hash-route) — or, in Routed mode, by the
+// Routes it is given (polymur -config: route.Table). The set is changed by
+// Apply (a whole new set and table, applied by difference), PutDest and
+// DelDest; a destination declared dead hands its hash-route share to the
+// others through the retry queue.
 //
 // Queue policies: the incoming queue blocks (backpressure to the clients); a
 // destination queue blocks while its destination is healthy or still being
 // reconnected, and drops-and-counts only when a broadcast destination is down
 // and its queue is full, or a hash-route destination is dead with no live
 // destination to take its share. Nothing is dropped without a counted reason.
-package pool
+package dest
 
 import (
 	"context"
@@ -61,7 +65,7 @@ type Placement struct {
 // counted reason (blackhole, unrouted, invalid). It must be safe for
 // concurrent use unless made by Config.NewRoute for one goroutine; the
 // slices it is given are only valid during the call.
-type RouteFunc func(dst []Placement, name, rest []byte, up func(dest string) bool) (_ []Placement, why string)
+type RouteFunc func(dst []Placement, name, rest []byte, up func(target string) bool) (_ []Placement, why string)
 
 // Routes is a routing table for Routed mode. NewRoute makes the RouteFunc
 // one placing goroutine uses (it may keep scratch space). A Routes value is
@@ -89,7 +93,7 @@ func (m Mode) String() string {
 	return "broadcast"
 }
 
-// Config configures a Pool. Zero values take the documented defaults.
+// Config configures a Set. Zero values take the documented defaults.
 type Config struct {
 	Mode         Mode
 	Destinations []Destination
@@ -170,19 +174,19 @@ func (c *Config) fill() error {
 	}
 	def(&c.SpoolReplayRate, 50000)
 	if c.QueueCap < 1 || c.IncomingCap < 1 || c.RetryCap < 1 || c.DeadAfter < 1 {
-		return errors.New("pool: queue capacities and DeadAfter must be positive")
+		return errors.New("dest: queue capacities and DeadAfter must be positive")
 	}
 	if c.ReconnectMin > c.ReconnectMax {
-		return errors.New("pool: ReconnectMin exceeds ReconnectMax")
+		return errors.New("dest: ReconnectMin exceeds ReconnectMax")
 	}
 	if len(c.Destinations) > 65535 {
-		return errors.New("pool: too many destinations")
+		return errors.New("dest: too many destinations")
 	}
 	if c.Mode == Routed && c.Routes == nil {
-		return errors.New("pool: routed mode needs Routes")
+		return errors.New("dest: routed mode needs Routes")
 	}
 	if c.SpoolAlways && c.SpoolDir == "" {
-		return errors.New("pool: the write-ahead spool mode needs a spool directory")
+		return errors.New("dest: the write-ahead spool mode needs a spool directory")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -207,9 +211,9 @@ const (
 	DropUnrouted      = "unrouted"             // routed: no rule matched
 )
 
-// Pool distributes batches to destinations. Its methods are safe for
+// Set is the destination set: one writer per destination, and the placing of batches on them. Its methods are safe for
 // concurrent use; Send blocks when the incoming queue is full.
-type Pool struct {
+type Set struct {
 	cfg Config
 	log *slog.Logger
 
@@ -251,19 +255,19 @@ type Pool struct {
 type view struct {
 	users  atomic.Int64
 	routes Routes // routed mode
-	dests  []*dest
+	dests  []*target
 	byName map[string]int // routed mode: destination name → index
 	ring   *ring.Carbon
 	live   *[65536]uint16 // owners among live destinations; nil if none
 	all    *[65536]uint16 // owners among all destinations; nil if none
 }
 
-// New validates cfg and builds the pool. It starts nothing.
-func New(cfg Config) (*Pool, error) {
+// New validates cfg and builds the set. It starts nothing.
+func New(cfg Config) (*Set, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	p := &Pool{
+	p := &Set{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		in:       make(chan *batch.Batch, cfg.IncomingCap),
@@ -289,7 +293,7 @@ func New(cfg Config) (*Pool, error) {
 			cfg.Destinations[i].Key = cfg.Destinations[i].Addr()
 		}
 	}
-	var dests []*dest
+	var dests []*target
 	for i, d := range cfg.Destinations {
 		if err := checkDuplicate(cfg.Destinations[:i], d, cfg.Mode == HashRoute); err != nil {
 			return nil, err
@@ -304,8 +308,8 @@ func New(cfg Config) (*Pool, error) {
 	return p, nil
 }
 
-func (p *Pool) newDest(d Destination) (*dest, error) {
-	nd := &dest{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{}),
+func (p *Set) newDest(d Destination) (*target, error) {
+	nd := &target{Destination: d, q: newQueue(p.cfg.QueueCap), registered: time.Now(), removed: make(chan struct{}),
 		holdKick: make(chan struct{}, 1)}
 	if p.cfg.SpoolDir != "" && d.File == "" {
 		sp, err := spool.Open(p.cfg.SpoolDir, d.Name, spool.Options{MaxBytes: p.cfg.SpoolMaxBytes, Fsync: p.cfg.SpoolFsync, Logger: p.log})
@@ -319,14 +323,14 @@ func (p *Pool) newDest(d Destination) (*dest, error) {
 
 // spoolBatch writes b to d's spool and releases it; false (b kept) when the
 // spool is full or failing.
-func (p *Pool) spoolBatch(d *dest, b *batch.Batch) bool {
+func (p *Set) spoolBatch(d *target, b *batch.Batch) bool {
 	return p.trySpool(d, b) == ""
 }
 
 // trySpool writes b to d's spool and releases it; when it cannot, b is kept
 // and the drop reason that applies is returned (spool_full or
 // spool_write_error). Write failures are logged at most every 5 s.
-func (p *Pool) trySpool(d *dest, b *batch.Batch) string {
+func (p *Set) trySpool(d *target, b *batch.Batch) string {
 	if err := d.sp.Put(b); err != nil {
 		if errors.Is(err, spool.ErrFull) {
 			return DropSpoolFull
@@ -342,7 +346,7 @@ func (p *Pool) trySpool(d *dest, b *batch.Batch) string {
 
 // acquire returns the current view, counted as in use until the caller
 // decrements users: a router places a whole batch by one view.
-func (p *Pool) acquire() *view {
+func (p *Set) acquire() *view {
 	for {
 		v := p.view.Load()
 		v.users.Add(1)
@@ -358,7 +362,7 @@ func (p *Pool) acquire() *view {
 // goroutine that waits for their routers (a router blocked on one of them
 // stops waiting when it sees it removing). Callers hold p.mu, after the
 // view without them is published.
-func (p *Pool) retire(ds []*dest) {
+func (p *Set) retire(ds []*target) {
 	for _, d := range ds {
 		d.removing.Store(true)
 	}
@@ -398,7 +402,7 @@ func (p *Pool) retire(ds []*dest) {
 
 // inUse prunes the replaced views no router uses any more (they cannot
 // gain users) and returns the rest. Callers hold p.mu.
-func (p *Pool) inUse() []*view {
+func (p *Set) inUse() []*view {
 	busy := p.older[:0]
 	for _, v := range p.older {
 		if v.users.Load() > 0 {
@@ -411,7 +415,7 @@ func (p *Pool) inUse() []*view {
 
 // setView publishes a new snapshot for dests and routes. Callers hold p.mu
 // (or own p).
-func (p *Pool) setView(dests []*dest, routes Routes) {
+func (p *Set) setView(dests []*target, routes Routes) {
 	p.older = p.inUse()
 	if old := p.view.Load(); old != nil {
 		p.older = append(p.older, old)
@@ -435,10 +439,10 @@ func (p *Pool) setView(dests []*dest, routes Routes) {
 	p.view.Store(v)
 }
 
-// Send hands b to the pool; the pool owns it afterwards. It blocks while the
+// Send hands b to the set; the set owns it afterwards. It blocks while the
 // incoming queue is full (policy: block, backpressure to the client) and
 // fails only when ctx ends first, in which case the caller still owns b.
-func (p *Pool) Send(ctx context.Context, b *batch.Batch) error {
+func (p *Set) Send(ctx context.Context, b *batch.Batch) error {
 	n := b.Len()
 	if n == 0 {
 		b.Release()
@@ -468,7 +472,7 @@ func (p *Pool) Send(ctx context.Context, b *batch.Batch) error {
 // per batch, which is most of the cost at statsd rates. Same policies as
 // Send (it blocks while a healthy destination's queue is full). Not safe
 // for concurrent use; call stop when the producer is done.
-func (p *Pool) Direct() (send func(ctx context.Context, b *batch.Batch) error, stop func()) {
+func (p *Set) Direct() (send func(ctx context.Context, b *batch.Batch) error, stop func()) {
 	r := newRouter(p)
 	return func(ctx context.Context, b *batch.Batch) error {
 		n := b.Len()
@@ -482,17 +486,17 @@ func (p *Pool) Direct() (send func(ctx context.Context, b *batch.Batch) error, s
 	}, r.stop
 }
 
-// CloseInput tells the pool that every producer has returned; Run then
+// CloseInput tells the set that every producer has returned; Run then
 // delivers what is queued and returns. Safe to call more than once.
-func (p *Pool) CloseInput() { p.closeOnce.Do(func() { close(p.inClosed) }) }
+func (p *Set) CloseInput() { p.closeOnce.Do(func() { close(p.inClosed) }) }
 
 // Run distributes until CloseInput has been called after ctx ended and all
 // queued points are delivered, or DrainTimeout after ctx ended, whichever is
 // first. What is still queued then is counted as dropped (shutdown) and
 // logged. It returns nil.
-func (p *Pool) Run(ctx context.Context) error {
+func (p *Set) Run(ctx context.Context) error {
 	if !p.started.CompareAndSwap(false, true) {
-		return errors.New("pool: Run called twice")
+		return errors.New("dest: Run called twice")
 	}
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHard()
@@ -539,7 +543,7 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 // drainDeadline is when the hard stop comes (zero before shutdown).
-func (p *Pool) drainDeadline() time.Time {
+func (p *Set) drainDeadline() time.Time {
 	if at := p.drainAt.Load(); at != 0 {
 		return time.Unix(0, at)
 	}
@@ -547,7 +551,7 @@ func (p *Pool) drainDeadline() time.Time {
 }
 
 // startWriter launches d's writer under Run. Callers hold p.mu.
-func (p *Pool) startWriter(d *dest) {
+func (p *Set) startWriter(d *target) {
 	if p.runCtx == nil {
 		return // Run will start it
 	}
@@ -557,7 +561,7 @@ func (p *Pool) startWriter(d *dest) {
 
 // distributeLoop places batches from the incoming and retry queues until the
 // input is closed and drained.
-func (p *Pool) distributeLoop(ctx context.Context) {
+func (p *Set) distributeLoop(ctx context.Context) {
 	r := newRouter(p)
 	defer r.stop()
 	for {
@@ -585,7 +589,7 @@ func (p *Pool) distributeLoop(ctx context.Context) {
 
 // awaitQuiet keeps re-placing retried batches after the input closed until
 // nothing is queued anywhere, or ctx (the drain deadline) ends.
-func (p *Pool) awaitQuiet(ctx context.Context) {
+func (p *Set) awaitQuiet(ctx context.Context) {
 	p.draining.Store(true)
 	r := newRouter(p)
 	defer r.stop()
@@ -611,7 +615,7 @@ func (p *Pool) awaitQuiet(ctx context.Context) {
 
 // settleDown spools what waits for destinations that are down, so that a
 // shutdown does not wait the drain timeout for them.
-func (p *Pool) settleDown() {
+func (p *Set) settleDown() {
 	for _, d := range p.view.Load().dests {
 		if d.sp == nil || d.state.Load() == stateUp {
 			continue
@@ -625,7 +629,7 @@ func (p *Pool) settleDown() {
 	}
 }
 
-func (p *Pool) quiet() bool {
+func (p *Set) quiet() bool {
 	if len(p.retry) > 0 || p.inflight.Load() > 0 {
 		return false
 	}
@@ -646,9 +650,9 @@ func (p *Pool) quiet() bool {
 	return true
 }
 
-func (p *Pool) countLeftovers() {
+func (p *Set) countLeftovers() {
 	var lost int
-	take := func(q *queue, d *dest) {
+	take := func(q *queue, d *target) {
 		for _, b := range q.popAll(nil) {
 			if d != nil && d.sp != nil && p.spoolBatch(d, b) {
 				continue
@@ -690,7 +694,7 @@ func (p *Pool) countLeftovers() {
 
 // PutDest registers a destination at runtime. It fails, changing nothing,
 // when the destination is invalid or already registered.
-func (p *Pool) PutDest(spec string) error {
+func (p *Set) PutDest(spec string) error {
 	d, err := ParseDestination(spec)
 	if err != nil {
 		return err
@@ -722,7 +726,7 @@ func (p *Pool) PutDest(spec string) error {
 // DelDest unregisters a destination. Its queued points are re-routed in
 // hash-route; in broadcast they are delivered if it is connected, otherwise
 // counted as dropped (dest_removed).
-func (p *Pool) DelDest(name string) error {
+func (p *Set) DelDest(name string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.view.Load().dests
@@ -730,9 +734,9 @@ func (p *Pool) DelDest(name string) error {
 		if d.Name != name {
 			continue
 		}
-		rest := append(append([]*dest(nil), cur[:i]...), cur[i+1:]...)
+		rest := append(append([]*target(nil), cur[:i]...), cur[i+1:]...)
 		p.setView(rest, p.view.Load().routes)
-		p.retire([]*dest{d})
+		p.retire([]*target{d})
 		p.noteRemoved(name)
 		p.changed()
 		return nil
@@ -741,7 +745,7 @@ func (p *Pool) DelDest(name string) error {
 }
 
 // noteRemoved logs a removal and remembers it for stats. Callers hold p.mu.
-func (p *Pool) noteRemoved(name string) {
+func (p *Set) noteRemoved(name string) {
 	p.log.Info("unregistered destination", "dest", name)
 	p.removed = append(p.removed, RemovedDest{Name: name, At: time.Now()})
 	if len(p.removed) > maxRemembered {
@@ -757,16 +761,16 @@ func (p *Pool) noteRemoved(name string) {
 // previous table — and end (what they cannot deliver is counted,
 // dest_removed). It fails, changing nothing, when a new destination cannot
 // be set up or one is given twice.
-func (p *Pool) Apply(dests []Destination, routes Routes) (added, removed []string, err error) {
+func (p *Set) Apply(dests []Destination, routes Routes) (added, removed []string, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.view.Load()
-	have := make(map[string]*dest, len(cur.dests))
+	have := make(map[string]*target, len(cur.dests))
 	for _, d := range cur.dests {
 		have[d.Name] = d
 	}
-	next := make([]*dest, 0, len(dests))
-	var fresh []*dest
+	next := make([]*target, 0, len(dests))
+	var fresh []*target
 	abandon := func(err error) ([]string, []string, error) {
 		for _, d := range fresh {
 			if d.sp != nil {
@@ -797,7 +801,7 @@ func (p *Pool) Apply(dests []Destination, routes Routes) (added, removed []strin
 		fresh = append(fresh, nd)
 		next = append(next, nd)
 	}
-	var gone []*dest
+	var gone []*target
 	for _, d := range cur.dests {
 		if !seen[d.Name] {
 			gone = append(gone, d)
@@ -827,7 +831,7 @@ func (p *Pool) Apply(dests []Destination, routes Routes) (added, removed []strin
 // failed (statsd mode asks each backend's admin port): it is treated as
 // dead — out of the hash-route ring, its queued points re-routed; in
 // broadcast its points are dropped and counted — until Unhold.
-func (p *Pool) Hold(name, reason string) error {
+func (p *Set) Hold(name, reason string) error {
 	d := p.destByName(name)
 	if d == nil {
 		return destErr(ErrNotRegistered, "destination %s is not registered", name)
@@ -843,7 +847,7 @@ func (p *Pool) Hold(name, reason string) error {
 
 // Unhold puts a held destination back into service; it rejoins once it
 // connects.
-func (p *Pool) Unhold(name string) error {
+func (p *Set) Unhold(name string) error {
 	d := p.destByName(name)
 	if d == nil {
 		return destErr(ErrNotRegistered, "destination %s is not registered", name)
@@ -855,7 +859,7 @@ func (p *Pool) Unhold(name string) error {
 	return nil
 }
 
-func (p *Pool) destByName(name string) *dest {
+func (p *Set) destByName(name string) *target {
 	for _, d := range p.view.Load().dests {
 		if d.Name == name {
 			return d
@@ -872,7 +876,7 @@ func kick(c chan struct{}) {
 }
 
 // changed reports the destination list to OnChange. Callers hold p.mu.
-func (p *Pool) changed() {
+func (p *Set) changed() {
 	if p.cfg.OnChange == nil {
 		return
 	}
@@ -884,7 +888,7 @@ func (p *Pool) changed() {
 }
 
 // Route returns the destinations a metric name goes to now.
-func (p *Pool) Route(name string) []string {
+func (p *Set) Route(name string) []string {
 	v := p.view.Load()
 	if len(v.dests) == 0 {
 		return nil
@@ -913,7 +917,7 @@ func (p *Pool) Route(name string) []string {
 
 // upFunc reports, for a routed view, whether a destination is in service
 // (connected or reconnecting: not declared dead, not held).
-func (p *Pool) upFunc(v *view) func(string) bool {
+func (p *Set) upFunc(v *view) func(string) bool {
 	return func(name string) bool {
 		i, ok := v.byName[name]
 		return ok && v.dests[i].state.Load() != stateDead
@@ -928,7 +932,7 @@ type DestList struct {
 }
 
 // Destinations returns the current destination list.
-func (p *Pool) Destinations() DestList {
+func (p *Set) Destinations() DestList {
 	l := DestList{Active: []string{}, Registered: map[string]time.Time{}}
 	for _, d := range p.view.Load().dests {
 		if d.state.Load() == stateUp {
@@ -940,9 +944,9 @@ func (p *Pool) Destinations() DestList {
 }
 
 // IncomingDepth returns the batches waiting in the incoming queue and its capacity.
-func (p *Pool) IncomingDepth() (int, int) { return len(p.in), cap(p.in) }
+func (p *Set) IncomingDepth() (int, int) { return len(p.in), cap(p.in) }
 
-func (p *Pool) runConsole(ctx context.Context) {
+func (p *Set) runConsole(ctx context.Context) {
 	var pending []*batch.Batch
 	for {
 		pending = p.console.popAll(pending[:0])
@@ -969,7 +973,7 @@ func (p *Pool) runConsole(ctx context.Context) {
 
 // backoff returns the delay before reconnect attempt n (1-based): doubling
 // from ReconnectMin up to ReconnectMax, with ±20% jitter.
-func (p *Pool) backoff(n int) time.Duration {
+func (p *Set) backoff(n int) time.Duration {
 	d := p.cfg.ReconnectMin
 	for i := 1; i < n && d < p.cfg.ReconnectMax; i++ {
 		d *= 2

@@ -1,4 +1,4 @@
-package pool
+package dest
 
 import (
 	"context"
@@ -22,12 +22,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type harness struct {
 	t    *testing.T
-	p    *Pool
+	p    *Set
 	stop context.CancelFunc
 	done chan struct{}
 }
 
-func startPool(t *testing.T, cfg Config) *harness {
+func startSet(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -82,7 +82,7 @@ func lines(prefix string, n int) []string {
 }
 
 // send hands lines to the pool in batches of 100.
-func send(t *testing.T, p *Pool, ls []string) {
+func send(t *testing.T, p *Set, ls []string) {
 	t.Helper()
 	for i := 0; i < len(ls); i += 100 {
 		b := batch.Get()
@@ -95,7 +95,7 @@ func send(t *testing.T, p *Pool, ls []string) {
 	}
 }
 
-func waitState(t *testing.T, p *Pool, name, state string) {
+func waitState(t *testing.T, p *Set, name, state string) {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
@@ -111,7 +111,7 @@ func waitState(t *testing.T, p *Pool, name, state string) {
 
 func TestBroadcastDeliversEverythingInOrder(t *testing.T) {
 	a, b := testutil.NewSink(t), testutil.NewSink(t)
-	h := startPool(t, Config{Mode: Broadcast, Destinations: dests(t, a, b)})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: dests(t, a, b)})
 	want := lines("bc", 20000)
 	send(t, h.p, want)
 	for _, s := range []*testutil.Sink{a, b} {
@@ -130,7 +130,7 @@ func TestBroadcastDeliversEverythingInOrder(t *testing.T) {
 
 func TestHashRoutePlacesEachLineOnItsRingNode(t *testing.T) {
 	sinks := []*testutil.Sink{testutil.NewSink(t), testutil.NewSink(t), testutil.NewSink(t)}
-	h := startPool(t, Config{Mode: HashRoute, Destinations: dests(t, sinks...)})
+	h := startSet(t, Config{Mode: HashRoute, Destinations: dests(t, sinks...)})
 	want := lines("hr", 6000)
 	send(t, h.p, want)
 	h.shutdown()
@@ -161,7 +161,7 @@ func TestOutageKeepsQueuedPoints(t *testing.T) {
 	for _, mode := range []Mode{Broadcast, HashRoute} {
 		t.Run(mode.String(), func(t *testing.T) {
 			s := testutil.NewSink(t)
-			h := startPool(t, Config{Mode: mode, Destinations: dests(t, s), DeadAfter: 1000})
+			h := startSet(t, Config{Mode: mode, Destinations: dests(t, s), DeadAfter: 1000})
 			name := h.p.view.Load().dests[0].Name
 			send(t, h.p, lines("before", 10))
 			s.WaitCount(10, wait)
@@ -183,7 +183,7 @@ func TestOutageKeepsQueuedPoints(t *testing.T) {
 // idle; the next line must not vanish into the dead socket.
 func TestFirstWriteAfterPeerCloseIsNotLost(t *testing.T) {
 	s := testutil.NewSink(t)
-	h := startPool(t, Config{Mode: Broadcast, Destinations: dests(t, s)})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: dests(t, s)})
 	send(t, h.p, lines("warm", 1))
 	s.WaitCount(1, wait)
 	for i := range 20 {
@@ -200,7 +200,7 @@ func TestBroadcastDownDestinationDropsAndCounts(t *testing.T) {
 	up, down := testutil.NewSink(t), testutil.NewSink(t)
 	ds := dests(t, up, down)
 	down.Stop()
-	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 200})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, QueueCap: 200})
 	send(t, h.p, lines("x", 1000))
 	if !up.WaitCount(1000, wait) {
 		t.Fatalf("healthy destination got %d of 1000", up.Count())
@@ -218,7 +218,7 @@ func TestBroadcastDownDestinationDropsAndCounts(t *testing.T) {
 
 func TestHashRouteDeadDestinationIsReroutedAndRejoins(t *testing.T) {
 	sinks := []*testutil.Sink{testutil.NewSink(t), testutil.NewSink(t), testutil.NewSink(t)}
-	h := startPool(t, Config{Mode: HashRoute, Destinations: dests(t, sinks...), DeadAfter: 3})
+	h := startSet(t, Config{Mode: HashRoute, Destinations: dests(t, sinks...), DeadAfter: 3})
 	deadName := h.p.view.Load().dests[1].Name
 	sinks[1].Stop()
 	waitState(t, h.p, deadName, "connecting")
@@ -261,7 +261,7 @@ func TestHashRouteDeadDestinationIsReroutedAndRejoins(t *testing.T) {
 func TestSlowDestinationGetsBackpressureNotDrops(t *testing.T) {
 	fast, slow := testutil.NewCountingSink(t), testutil.NewCountingSink(t)
 	slow.SetDelay(2 * time.Millisecond)
-	h := startPool(t, Config{Mode: Broadcast, Destinations: dests(t, fast, slow), QueueCap: 100, IncomingCap: 2})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: dests(t, fast, slow), QueueCap: 100, IncomingCap: 2})
 	n := 20000
 	send(t, h.p, lines("slow", n)) // blocks as needed
 	for _, s := range []*testutil.Sink{fast, slow} {
@@ -278,7 +278,7 @@ func TestShutdownDrainsAndCountsTheUndeliverable(t *testing.T) {
 	up, down := testutil.NewSink(t), testutil.NewSink(t)
 	ds := dests(t, up, down)
 	down.Stop()
-	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, DrainTimeout: 300 * time.Millisecond})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, DrainTimeout: 300 * time.Millisecond})
 	send(t, h.p, lines("drain", 1000))
 	h.shutdown()
 	if up.Count() != 1000 {
@@ -291,7 +291,7 @@ func TestShutdownDrainsAndCountsTheUndeliverable(t *testing.T) {
 
 func TestPutDelDest(t *testing.T) {
 	a, b := testutil.NewSink(t), testutil.NewSink(t)
-	h := startPool(t, Config{Mode: HashRoute, Destinations: dests(t, a)})
+	h := startSet(t, Config{Mode: HashRoute, Destinations: dests(t, a)})
 	p := h.p
 	for _, bad := range []string{"garbage", "h:0", a.Addr() + ":a", "[::1"} {
 		if err := p.PutDest(bad); err == nil {
@@ -325,7 +325,7 @@ func TestPutDelDest(t *testing.T) {
 }
 
 func TestNoDestinationsCountsDrops(t *testing.T) {
-	h := startPool(t, Config{Mode: Broadcast})
+	h := startSet(t, Config{Mode: Broadcast})
 	send(t, h.p, lines("none", 10))
 	h.shutdown()
 	if d := h.p.Stats().Dropped[DropNoDestination]; d != 10 {
@@ -337,7 +337,7 @@ func TestConsoleOut(t *testing.T) {
 	var mu sync.Mutex
 	var out strings.Builder
 	w := writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
-	h := startPool(t, Config{Mode: Broadcast, Console: w})
+	h := startSet(t, Config{Mode: Broadcast, Console: w})
 	for i := range 5 { // several partial batches: the original stopped after the first
 		send(t, h.p, lines(fmt.Sprint("c", i), 3))
 	}
@@ -357,7 +357,7 @@ func TestStartStopLeavesNoGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for range 3 {
 		s := testutil.NewSink(t)
-		h := startPool(t, Config{Mode: HashRoute, Destinations: dests(t, s)})
+		h := startSet(t, Config{Mode: HashRoute, Destinations: dests(t, s)})
 		send(t, h.p, lines("leak", 100))
 		s.WaitCount(100, wait)
 		h.shutdown()

@@ -1,4 +1,4 @@
-package pool
+package dest
 
 import (
 	"context"
@@ -71,7 +71,7 @@ func TestDatagramsPackLinesUpToTheLimit(t *testing.T) {
 	s := newUDPSink(t)
 	var st DatagramStats
 	ds, _ := ParseDestinations(s.addr())
-	h := startPool(t, Config{Mode: Broadcast, Destinations: ds, Dial: DatagramDial(512, &st)})
+	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, Dial: DatagramDial(512, &st)})
 	var names []string
 	for i := range 1000 {
 		names = append(names, fmt.Sprintf("app.requests.endpoint%04d", i))
@@ -107,7 +107,7 @@ func TestRingByAddrMovesOnlyTheChangedShare(t *testing.T) {
 	for i := range n + 1 {
 		specs = append(specs, fmt.Sprintf("127.0.0.1:%d", 8125+2*i))
 	}
-	mk := func(k int) *Pool {
+	mk := func(k int) *Set {
 		ds, err := ParseDestinations(strings.Join(specs[:k], ","))
 		if err != nil {
 			t.Fatal(err)
@@ -150,7 +150,7 @@ func TestHoldTakesABackendOutAndBack(t *testing.T) {
 	a, b := newUDPSink(t), newUDPSink(t)
 	var st DatagramStats
 	ds, _ := ParseDestinations(a.addr() + "," + b.addr())
-	h := startPool(t, Config{Mode: HashRoute, Destinations: ds, RingByAddr: true, Dial: DatagramDial(1432, &st)})
+	h := startSet(t, Config{Mode: HashRoute, Destinations: ds, RingByAddr: true, Dial: DatagramDial(1432, &st)})
 	var names []string
 	for i := range 300 {
 		names = append(names, fmt.Sprintf("hold.m%d", i))

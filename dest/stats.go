@@ -1,4 +1,4 @@
-package pool
+package dest
 
 import (
 	"context"
@@ -70,7 +70,7 @@ type RemovedDest struct {
 
 const maxRemembered = 16
 
-// Stats is a snapshot of the pool's counters. Points are lines.
+// Stats is a snapshot of the set's counters. Points are lines.
 type Stats struct {
 	Distribution  string            `json:"distribution"`
 	Received      uint64            `json:"received"`
@@ -86,7 +86,7 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the counters.
-func (p *Pool) Stats() Stats {
+func (p *Set) Stats() Stats {
 	s := Stats{
 		Distribution:  p.cfg.Mode.String(),
 		Received:      p.received.Load(),
@@ -132,7 +132,7 @@ func (p *Pool) Stats() Stats {
 // statusLoop logs, every StatusInterval, destinations with queued points and
 // the points dropped since the last report, by reason: drops are summarised,
 // never logged one by one.
-func (p *Pool) statusLoop(ctx context.Context) {
+func (p *Set) statusLoop(ctx context.Context) {
 	t := time.NewTicker(p.cfg.StatusInterval)
 	defer t.Stop()
 	last := map[string]uint64{}
