@@ -191,8 +191,17 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // destArg finds the destination in the path, the query, a JSON body
-// {"destination": "..."} or a plain-text body.
+// {"destination": "...", "cluster": "..."} or a plain-text body; a cluster
+// (polymur -config) follows it after a space, as in the control API.
 func destArg(r *http.Request) (string, error) {
+	d, err := destOnly(r)
+	if c := strings.TrimSpace(r.URL.Query().Get("cluster")); err == nil && c != "" {
+		d += " " + c
+	}
+	return d, err
+}
+
+func destOnly(r *http.Request) (string, error) {
 	if v := r.PathValue("dest"); v != "" {
 		return v, nil
 	}
@@ -207,11 +216,15 @@ func destArg(r *http.Request) (string, error) {
 	if strings.HasPrefix(text, "{") {
 		var req struct {
 			Destination string `json:"destination"`
+			Cluster     string `json:"cluster"`
 		}
 		if err := json.Unmarshal(body, &req); err != nil {
 			return "", errors.New("body: " + err.Error())
 		}
 		text = strings.TrimSpace(req.Destination)
+		if c := strings.TrimSpace(req.Cluster); c != "" && text != "" {
+			text += " " + c
+		}
 	}
 	if text == "" {
 		return "", errors.New(`no destination: give {"destination": "host:port[:instance]"}, ?destination= or a path`)

@@ -298,6 +298,34 @@ match * send to b;
 	if got := testutil.JSONInt(d.Ask(t, "api", "stats"), "reloads"); got != 1 {
 		t.Fatalf("reloads %d", got)
 	}
+	// The admin port takes the cluster too.
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+	}{
+		{http.MethodPost, "/api/v1/destinations", `{"destination": "` + s1.Addr() + `", "cluster": "a"}`, 201},
+		{http.MethodDelete, "/api/v1/destinations/" + s3.Addr() + "?cluster=b", "", 200},
+		{http.MethodDelete, "/api/v1/destinations/" + s3.Addr() + "?cluster=b", "", 404},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://"+d.Addrs["admin"]+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer reload-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Fatalf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.code)
+		}
+	}
+	for i := range 50 {
+		if got := d.Ask(t, "api", fmt.Sprintf("route b.x.m%d", i)); strings.Contains(got, s3.Addr()) {
+			t.Fatalf("b.x.m%d still routed to the removed member: %s", i, got)
+		}
+	}
+	if got := d.Ask(t, "api", "route a.x"); !strings.Contains(got, s1.Addr()) || !strings.Contains(got, s4.Addr()) {
+		t.Fatalf("route a.x = %q after adding %s to a", got, s1.Addr())
+	}
 }
 
 // File clusters write what the real carbon-c-relay daemon writes: the same
