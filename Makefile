@@ -21,7 +21,7 @@ FUZZTIME ?= 30s
 # staticcheck, pinned, run from the module proxy by `make check`.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay release package FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay graphite-carbon release package FORCE
 
 # The version the binaries report (-version, polymur_build_info): git
 # describe, or the Go module's build info where there is no git.
@@ -82,9 +82,17 @@ carbon-c-relay:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq carbon-c-relay >/dev/null; }
 
+# The protocol tests run real Python carbon (carbon-relay, carbon-cache)
+# and read what it stored with whisper-fetch.
+graphite-carbon:
+	@{ command -v carbon-cache && command -v whisper-fetch; } >/dev/null 2>&1 || { \
+		echo "installing Debian's graphite-carbon and python3-whisper for the pickle tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphite-carbon python3-whisper >/dev/null; }
+
 # The fault suite (./faults) runs with the rest; its parallel cases mostly
 # wait on outages, hence -parallel 4 on two cores.
-test: consul chromium statsd carbon-c-relay
+test: consul chromium statsd carbon-c-relay graphite-carbon
 	POLYMUR_CONSUL_BIN=$(CONSUL) POLYMUR_STATSD_DIR=$(STATSD_DIR) $(GO) test -race -count=1 -parallel 4 ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=10000x
 
@@ -103,7 +111,7 @@ check:
 # executions (10000x) rather than seconds: a duration races Go's fuzzing
 # coordinator at its deadline on a loaded machine ("context deadline
 # exceeded" with no failing input).
-FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd route:FuzzParse batch:FuzzSplitter pool:FuzzRing api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment
+FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd route:FuzzParse batch:FuzzSplitter dest:FuzzRing decode:FuzzPickle route:FuzzParseMember statsd:FuzzJSObjectToJSON api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment
 fuzz-smoke fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -8,7 +8,8 @@ import (
 
 // TestImportRules enforces DESIGN.md's import DAG: library packages never
 // import each other sideways (they meet through funcs that cmd/ wires), all
-// may use the leaves batch, ring and spool, and only keysync reaches Consul.
+// may use the leaves batch, ring, spool and decode, and only keysync reaches
+// Consul.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
 	library := []string{"listener", "dest", "output", "api", "admin", "keysync", "runstats", "route", "statsd"}
@@ -34,6 +35,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("ring is a leaf (placement only) but imports %s", d)
 			case pkg == "spool" && d != "batch":
 				t.Errorf("spool is a leaf beside batch but imports %s", d)
+			case pkg == "decode" && d != "batch":
+				t.Errorf("decode (the protocol codecs) is a leaf beside batch but imports %s", d)
 			case contains(library, pkg) && contains(library, d):
 				t.Errorf("%s imports its sibling %s; declare a func or interface and wire it in cmd/", pkg, d)
 			case contains(library, pkg) && strings.HasPrefix(d, "internal/") && d != "internal/testutil":

@@ -24,6 +24,9 @@ type Destination struct {
 	// File, when set, makes the destination a file that lines are appended
 	// to (a file cluster); Host and Port are unused.
 	File string
+	// Pickle sends carbon's pickle protocol (carbon-cache's port 2004)
+	// instead of plaintext lines.
+	Pickle bool
 }
 
 // Addr is the dial address.

@@ -139,6 +139,9 @@ type Config struct {
 	OnChange func(dests []string)
 	// ObserveWrite, when set, is told how long each destination write took.
 	ObserveWrite func(time.Duration)
+	// Pickle makes every destination of Destinations and PutDest speak
+	// carbon's pickle protocol (-destination-protocol pickle).
+	Pickle bool
 	// RingByAddr keys ring nodes on "host:port" instead of carbon's
 	// (host, instance) text: statsd mode, where backends are told apart by
 	// port and there is no carbon placement to match.
@@ -209,6 +212,7 @@ const (
 	DropSpoolFull     = "spool_full"           // destination down, queue and spool full
 	DropSpoolError    = "spool_write_error"    // destination down, queue full, the spool's disk refused the write
 	DropUnrouted      = "unrouted"             // routed: no rule matched
+	DropNotPickleable = "not_pickleable"       // a pickle destination's line whose value or timestamp is not a number
 )
 
 // Set is the destination set: one writer per destination, and the placing of batches on them. Its methods are safe for
@@ -288,10 +292,11 @@ func New(cfg Config) (*Set, error) {
 		}
 		p.lock = lock
 	}
-	if cfg.RingByAddr {
-		for i := range cfg.Destinations {
+	for i := range cfg.Destinations {
+		if cfg.RingByAddr {
 			cfg.Destinations[i].Key = cfg.Destinations[i].Addr()
 		}
+		cfg.Destinations[i].Pickle = cfg.Destinations[i].Pickle || cfg.Pickle
 	}
 	var dests []*target
 	for i, d := range cfg.Destinations {
@@ -702,6 +707,7 @@ func (p *Set) PutDest(spec string) error {
 	if p.cfg.RingByAddr {
 		d.Key = d.Addr()
 	}
+	d.Pickle = p.cfg.Pickle
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.view.Load().dests

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/decode"
 	"github.com/polymur/polymur/spool"
 )
 
@@ -88,6 +90,10 @@ type writer struct {
 	pending []*batch.Batch
 	off     int // bytes of pending[0] already delivered (a line boundary)
 	bufs    net.Buffers
+
+	pbuf   []byte         // pickle: the frames of one write
+	frames []decode.Frame // pickle: where they end
+	marks  []int          // pickle: frames of pending[:i+1]
 
 	tokens     float64 // spool replay budget in lines (token bucket)
 	lastRefill time.Time
@@ -395,6 +401,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 // writeOnce writes the pending batches with one vectored write. On error the
 // lines not completely written stay pending for the next connection.
 func (w *writer) writeOnce(conn net.Conn) error {
+	if w.d.Pickle {
+		return w.writePickle(conn)
+	}
 	w.bufs = w.bufs[:0]
 	for i, b := range w.pending {
 		if i == 0 {
@@ -407,11 +416,7 @@ func (w *writer) writeOnce(conn net.Conn) error {
 	// stretch it (a peer that takes longer than -write-timeout for one
 	// write is stalled and gets a new connection; nothing pending is
 	// lost). Shutdown shortens it to the drain deadline.
-	dl := time.Now().Add(w.p.cfg.WriteTimeout)
-	if dd := w.p.drainDeadline(); !dd.IsZero() && dd.Before(dl) {
-		dl = dd
-	}
-	conn.SetWriteDeadline(dl)
+	conn.SetWriteDeadline(w.writeDeadline())
 	bufs := w.bufs
 	start := time.Now()
 	n, err := bufs.WriteTo(conn)
@@ -423,6 +428,83 @@ func (w *writer) writeOnce(conn net.Conn) error {
 		return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
 	}
 	return err
+}
+
+// writeDeadline is the deadline of one write: -write-timeout from now, or
+// the drain deadline when that comes first.
+func (w *writer) writeDeadline() time.Time {
+	dl := time.Now().Add(w.p.cfg.WriteTimeout)
+	if dd := w.p.drainDeadline(); !dd.IsZero() && dd.Before(dl) {
+		dl = dd
+	}
+	return dl
+}
+
+// writePickle writes the pending lines as carbon pickle frames in one
+// write. Only whole frames count: after a partial write the lines of the
+// frame that was cut stay pending and go again, whole, on the next
+// connection (carbon drops a frame it did not get whole).
+func (w *writer) writePickle(conn net.Conn) error {
+	w.pbuf, w.frames = w.pbuf[:0], w.frames[:0]
+	marks := w.marks[:0]
+	for bi, b := range w.pending {
+		from := 0
+		if bi == 0 && w.off > 0 {
+			from = lineAt(b, w.off)
+		}
+		w.pbuf, w.frames, _ = decode.AppendPickle(w.pbuf, b, from, b.Len(), w.frames)
+		marks = append(marks, len(w.frames))
+	}
+	w.marks = marks
+	conn.SetWriteDeadline(w.writeDeadline())
+	start := time.Now()
+	n, err := conn.Write(w.pbuf)
+	if obs := w.p.cfg.ObserveWrite; obs != nil {
+		obs(time.Since(start))
+	}
+	// The line bytes behind the frames written whole.
+	done, fi, skipped := 0, 0, 0
+	for bi, b := range w.pending {
+		from := 0
+		if bi == 0 {
+			from = w.off
+		}
+		if bi > 0 && marks[bi] == marks[bi-1] || bi == 0 && marks[0] == 0 {
+			done += len(b.Buf) - from // nothing in it to encode
+			continue
+		}
+		last := -1
+		for ; fi < marks[bi] && w.frames[fi].Byte <= n; fi++ {
+			last, skipped = w.frames[fi].Line, skipped+w.frames[fi].Skipped
+		}
+		if last < 0 {
+			break
+		}
+		if last == b.Len() {
+			done += len(b.Buf) - from
+		} else {
+			l := b.Lines[last]
+			done += int(l.Off) - from
+		}
+		if fi < marks[bi] {
+			break // this batch was cut
+		}
+	}
+	w.consume(done)
+	if skipped > 0 {
+		w.p.drops.add(DropNotPickleable, uint64(skipped))
+		w.d.sent.Add(^uint64(skipped - 1)) // counted as sent by consume
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
+	}
+	return err
+}
+
+// lineAt is the index of the line of b that starts at byte off.
+func lineAt(b *batch.Batch, off int) int {
+	i, _ := slices.BinarySearchFunc(b.Lines, off, func(l batch.Line, off int) int { return int(l.Off) - off })
+	return i
 }
 
 // noteUnacked counts, when a connection is lost, the lines the kernel still

@@ -7,6 +7,7 @@ package listener
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/decode"
 )
 
 // SendFunc takes ownership of a batch, blocking while the next stage is full.
@@ -37,8 +39,15 @@ type TCPConfig struct {
 	// MaxConns refuses (accepts and closes at once) connections beyond
 	// this many open; 0 is no limit.
 	MaxConns int
-	Send     SendFunc
-	Logger   *slog.Logger
+	// Pickle makes it a carbon pickle listener (port 2004): frames are
+	// decoded into lines, which are validated like plaintext. A frame that
+	// cannot be decoded, or is larger than MaxPickleFrame (default
+	// decode.DefaultMaxFrame), is counted by reason and closes the
+	// connection.
+	Pickle         bool
+	MaxPickleFrame int
+	Send           SendFunc
+	Logger         *slog.Logger
 }
 
 // Counters are the listener's line and connection counts. Safe for
@@ -47,6 +56,22 @@ type Counters struct {
 	Accepted atomic.Uint64
 	Rejected [batch.NumReasons]atomic.Uint64
 	Lost     atomic.Uint64 // read but not handed on before the drain deadline
+
+	mu    sync.Mutex
+	proto map[string]uint64 // rejections of a protocol decoder (pickle frames, points)
+}
+
+// reject counts n rejections for a decoder's reason.
+func (c *Counters) reject(reason string, n uint64) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.proto == nil {
+		c.proto = map[string]uint64{}
+	}
+	c.proto[reason] += n
+	c.mu.Unlock()
 }
 
 func (c *Counters) fold(o *batch.Counts) {
@@ -69,6 +94,11 @@ func (c *Counters) Rejections() map[string]uint64 {
 			m[batch.Reason(i).String()] = v
 		}
 	}
+	c.mu.Lock()
+	for k, v := range c.proto {
+		m[k] += v
+	}
+	c.mu.Unlock()
 	return m
 }
 
@@ -244,12 +274,18 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 	}
 	defer func() { b.Release() }()
 
+	var in io.Reader = conn
+	if t.cfg.Pickle {
+		pr := decode.NewPickleReader(conn, t.cfg.MaxPickleFrame)
+		defer func() { t.reject(decode.ReasonBadPoint, pr.BadPoint) }()
+		in = pr
+	}
 	lastChance := false
 	for {
 		if t.cfg.IdleTimeout > 0 && !closing.Load() {
 			conn.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
 		}
-		n, err := sp.Fill(conn)
+		n, err := sp.Fill(in)
 		if n > 0 {
 			for sp.Next(b, t.cfg.BatchSize) {
 				send()
@@ -259,6 +295,14 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 		}
 		if err == nil {
 			continue
+		}
+		if de := (*decode.Error)(nil); errors.As(err, &de) {
+			t.reject(de.Reason, 1)
+			t.log.Warn("closing a pickle connection: bad frame", "client", conn.RemoteAddr().String(), "reason", de.Reason, "err", err)
+			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) && t.cfg.Pickle {
+			t.reject("pickle_truncated", 1) // the client left in the middle of a frame
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) && !closing.Load() {
 			t.idle.Add(1) // idle for IdleTimeout: closed (the partial line below is dropped)

@@ -34,6 +34,9 @@ func (t *Table) Format(w io.Writer) error {
 			if m.Proto != "tcp" {
 				b.WriteString(" proto " + m.Proto)
 			}
+			if m.Pickle {
+				b.WriteString(" type pickle")
+			}
 			b.WriteString("\n")
 		}
 		for _, f := range c.Files {

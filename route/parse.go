@@ -314,13 +314,14 @@ func (p *parser) member() (*Server, error) {
 			s.Proto = v.text
 		case "type":
 			p.next()
-			v, err := p.word("linemode after type")
+			v, err := p.word("linemode or pickle after type")
 			if err != nil {
 				return nil, err
 			}
-			if v.text != "linemode" {
-				return nil, errAt(v, "type must be linemode, got %q", v.text)
+			if v.text != "linemode" && v.text != "pickle" {
+				return nil, errAt(v, "type must be linemode or pickle (a polymur extension: carbon's pickle protocol, for carbon-cache's port 2004), got %q", v.text)
 			}
+			s.Pickle = v.text == "pickle"
 		case "transport":
 			p.next()
 			v, err := p.word("plain, gzip, lz4 or snappy after transport")

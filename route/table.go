@@ -37,6 +37,7 @@ type Server struct {
 	Instance    string
 	HasInstance bool
 	Proto       string // tcp (udp comes with the protocols work)
+	Pickle      bool   // type pickle: carbon's pickle protocol (a polymur extension)
 	Transport   string // plain
 	TLS         string // "", ssl or mtls
 	Cert, Key   string
@@ -121,6 +122,9 @@ func newTable() *Table {
 func (t *Table) addCluster(c *Cluster, at token) error {
 	for i, m := range c.Members {
 		if old, ok := t.byAddr[m.addr()]; ok {
+			if old.Pickle != m.Pickle {
+				return errAt(m.pos, "server %s is type pickle in one cluster and linemode in another (it is one destination: give it one type)", m.addr())
+			}
 			if old.HasInstance != m.HasInstance || old.Instance != m.Instance {
 				return errAt(m.pos, "cannot set instance %q for server %s: it was defined with instance %q at %s", m.Instance, m.addr(), old.Instance, old.pos.pos())
 			}

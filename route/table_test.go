@@ -12,7 +12,7 @@ import (
 // follows; carbon-c-relay 3.7 differs there): checked on the
 // collision-heavy vectors produced by the model verified against carbon.
 func TestCarbonCHFollowsCarbon(t *testing.T) {
-	f, err := os.Open("../pool/testdata/carbon_ch_model_vectors.tsv")
+	f, err := os.Open("../dest/testdata/carbon_ch_model_vectors.tsv")
 	if err != nil {
 		t.Fatal(err)
 	}

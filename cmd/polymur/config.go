@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/polymur/polymur/decode"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/route"
@@ -18,6 +19,8 @@ type config struct {
 	daemon.RelayFlags
 	clients     daemon.ClientFlags
 	listenAddr  string
+	pickleAddr  string
+	pickleMax   int
 	test        bool
 	checkConfig bool
 	version     *bool
@@ -52,6 +55,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	var c config
 	c.Register(fs, "POLYMUR")
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur listen address")
+	fs.StringVar(&c.pickleAddr, "pickle-addr", "", "Carbon pickle listener address (what carbon-relay sends with its default DESTINATION_PROTOCOL = pickle, usually :2004); frames are decoded into lines and validated like plaintext; off when empty")
+	fs.IntVar(&c.pickleMax, "pickle-max-frame", decode.DefaultMaxFrame, "Largest pickle frame accepted, in bytes; a larger one is counted (pickle_frame_too_large) and closes its connection")
 	c.clients.Register(fs)
 	c.version = daemon.VersionFlag(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
@@ -70,6 +75,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.NoDelivery = c.test || c.checkConfig
 	if err := c.Check(); err != nil {
 		return nil, err
+	}
+	if c.pickleMax < 64 || c.pickleMax > 1<<30 {
+		return nil, fmt.Errorf("-pickle-max-frame must be from 64 to 1073741824 bytes")
 	}
 	if err := c.clients.Check(); err != nil {
 		return nil, err

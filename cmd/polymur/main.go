@@ -59,22 +59,96 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		onHup = func() { relay.Reload() }
 	}
 	defer daemon.HandleSignalsReload(log, onHup)()
-	lis, err := listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
+	tcp := listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
 		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log,
-		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})
+		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns}
+	var ins intakes
+	defer ins.closeUnlessRun()
+	lis, err := listener.NewTCP(tcp)
 	if err != nil {
 		relay.Close()
 		return fmt.Errorf("-listen-addr: %w", err)
 	}
-	if err := relay.Serve(daemon.Intake{Accepted: lis.Accepted.Load, Rejected: lis.Rejections, Stats: func() any { return lis.Stats() }}, nil); err != nil {
-		lis.Close()
+	ins.add("listen", lis)
+	relay.Addrs["listen"] = lis.Addr().String()
+	if c.pickleAddr != "" {
+		tcp.Addr, tcp.Pickle, tcp.MaxPickleFrame = c.pickleAddr, true, c.pickleMax
+		pl, err := listener.NewTCP(tcp)
+		if err != nil {
+			relay.Close()
+			return fmt.Errorf("-pickle-addr: %w", err)
+		}
+		ins.add("pickle", pl)
+		relay.Addrs["pickle"] = pl.Addr().String()
+	}
+	if err := relay.Serve(ins.intake(), nil); err != nil {
 		relay.Close()
 		return err
 	}
-	relay.Addrs["listen"] = lis.Addr().String()
 	log.Info("::: Polymur :::", "version", daemon.Version(), "revision", daemon.Revision(), "distribution", c.Mode.String(), "destinations", len(c.Dests))
 	if ready != nil {
 		ready(relay.Addrs)
 	}
-	return relay.Run(ctx, lis.Run)
+	return relay.Run(ctx, ins.run()...)
+}
+
+// intakes are polymur's listeners (plaintext, pickle) as one intake.
+type intakes struct {
+	names []string
+	ls    []*listener.TCP
+	ran   bool
+}
+
+func (in *intakes) add(name string, l *listener.TCP) {
+	in.names, in.ls = append(in.names, name), append(in.ls, l)
+}
+
+// closeUnlessRun releases the sockets when start-up failed after binding.
+func (in *intakes) closeUnlessRun() {
+	if !in.ran {
+		for _, l := range in.ls {
+			l.Close()
+		}
+	}
+}
+
+func (in *intakes) run() []func(context.Context) error {
+	in.ran = true
+	var out []func(context.Context) error
+	for _, l := range in.ls {
+		out = append(out, l.Run)
+	}
+	return out
+}
+
+func (in *intakes) intake() daemon.Intake {
+	if len(in.ls) == 1 {
+		l := in.ls[0]
+		return daemon.Intake{Accepted: l.Accepted.Load, Rejected: l.Rejections, Stats: func() any { return l.Stats() }}
+	}
+	return daemon.Intake{
+		Accepted: func() uint64 {
+			var n uint64
+			for _, l := range in.ls {
+				n += l.Accepted.Load()
+			}
+			return n
+		},
+		Rejected: func() map[string]uint64 {
+			m := map[string]uint64{}
+			for _, l := range in.ls {
+				for k, v := range l.Rejections() {
+					m[k] += v
+				}
+			}
+			return m
+		},
+		Stats: func() any {
+			m := map[string]any{}
+			for i, l := range in.ls {
+				m[in.names[i]] = l.Stats()
+			}
+			return m
+		},
+	}
 }

@@ -29,6 +29,7 @@ type RelayFlags struct {
 	OutgoingCap, IncomingCap int
 	ConsoleOut               bool
 	Destinations             string
+	DestProtocol             string
 	MetricsFlush             int
 	Distribution             string
 	DrainTimeout             time.Duration
@@ -79,6 +80,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
+	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
 	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
 	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route; also carbon's and carbon-c-relay's names: consistent-hashing and carbon_ch (= hash-route), forward (= broadcast), fnv1a_ch, jump_fnv1a_ch, any_of, failover")
 	fs.IntVar(&f.Replication, "replication", 1, "Destinations per point for the hashing distributions (carbon's REPLICATION_FACTOR; on distinct hosts for carbon_ch)")
@@ -123,7 +125,13 @@ func (f *RelayFlags) Check() error {
 	if err := CheckSpoolMode(f.SpoolMode, f.SpoolDir); err != nil {
 		return err
 	}
+	if f.DestProtocol != "line" && f.DestProtocol != "pickle" {
+		return fmt.Errorf("-destination-protocol: %q is not line or pickle", f.DestProtocol)
+	}
 	if f.ConfigFile != "" {
+		if f.DestProtocol != "line" {
+			return errors.New("-destination-protocol with -config: give each pickle server \"type pickle\" in the configuration")
+		}
 		return f.loadConfig()
 	}
 	if kind != "" {
@@ -308,8 +316,8 @@ func (f *RelayFlags) DestConfig() dest.Config {
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
-		SpoolAlways: f.SpoolMode == "always",
-		Dial:        f.Dial, RingByAddr: f.RingByAddr,
+		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle",
+		Dial: f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
 

@@ -121,6 +121,7 @@ func destinations(t *route.Table) ([]dest.Destination, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.Pickle = s.Pickle
 		out = append(out, d)
 	}
 	seen := map[string]bool{}
