@@ -54,7 +54,10 @@ type DestStats struct {
 	// Unacknowledged estimates the lines that were written (so in Sent)
 	// but still in the kernel's buffer when a connection was lost: the
 	// peer may never have had them.
-	Unacknowledged    uint64    `json:"unacknowledged,omitempty"`
+	Unacknowledged uint64 `json:"unacknowledged,omitempty"`
+	// ClosedAfterWrite counts lines written in the second before the peer
+	// closed the connection: most likely discarded (a protocol mismatch).
+	ClosedAfterWrite  uint64    `json:"closed_after_write,omitempty"`
 	SpoolCorruptBytes int64     `json:"spool_corrupt_bytes,omitempty"`
 	LastError         string    `json:"last_error,omitempty"`
 	Held              bool      `json:"held,omitempty"`  // out of service by a failed health check
@@ -114,7 +117,7 @@ func (p *Set) Stats() Stats {
 			Registered:     d.registered,
 			Held:           d.held.Load(),
 			Holds:          d.holds.Load(),
-			Unacknowledged: d.unacked.Load(),
+			Unacknowledged: d.unacked.Load(), ClosedAfterWrite: d.closedAfterWrite.Load(),
 		}
 		if d.sp != nil {
 			ds.Spooled, ds.Replayed, ds.SpoolBytes, ds.SpoolLines = d.spooled.Load(), d.replayed.Load(), d.sp.Bytes(), d.sp.Lines()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -34,12 +35,15 @@ type target struct {
 	state      atomic.Int32
 	pending    atomic.Int64 // points popped by the writer and not yet written
 
-	sent       atomic.Uint64
-	sentBytes  atomic.Uint64
-	unacked    atomic.Uint64 // lines (estimated) left in the kernel when a connection was lost
-	dropped    atomic.Uint64
-	reconnects atomic.Uint64
-	lastErr    atomic.Pointer[string]
+	sent      atomic.Uint64
+	sentBytes atomic.Uint64
+	unacked   atomic.Uint64 // lines (estimated) left in the kernel when a connection was lost
+	// closedAfterWrite counts lines written in the second before the peer
+	// closed the connection (a protocol mismatch discards them).
+	closedAfterWrite atomic.Uint64
+	dropped          atomic.Uint64
+	reconnects       atomic.Uint64
+	lastErr          atomic.Pointer[string]
 
 	sp          *spool.Spool // nil without -spool-dir
 	spooled     atomic.Uint64
@@ -97,6 +101,48 @@ type writer struct {
 
 	tokens     float64 // spool replay budget in lines (token bucket)
 	lastRefill time.Time
+
+	// What the current connection took: lines written in the last second
+	// (recent) and when the last write was; mismatch counts connections in
+	// a row that the peer closed right after a write.
+	recent    uint64
+	lastWrite time.Time
+	mismatch  int
+}
+
+// wrote notes n lines written on the current connection.
+func (w *writer) wrote(n int) {
+	now := time.Now()
+	if now.Sub(w.lastWrite) > time.Second {
+		w.recent = 0
+	}
+	w.recent += uint64(n)
+	w.lastWrite = now
+}
+
+// peerClosedAfterWrite handles a connection the peer closed: when it came
+// right after a write (within a second), the lines of that last second
+// were most likely thrown away — the symptom of a protocol mismatch
+// (plaintext into carbon's pickle port, or pickle into the line port).
+// They are counted (closed_after_write), and three such connections in a
+// row get a warning.
+func (w *writer) peerClosedAfterWrite(log *slog.Logger) {
+	if w.recent == 0 || time.Since(w.lastWrite) > time.Second {
+		w.mismatch = 0
+		return
+	}
+	w.d.closedAfterWrite.Add(w.recent)
+	w.mismatch++
+	if w.mismatch == 3 || w.mismatch%100 == 0 {
+		proto := "plaintext lines"
+		if w.d.Pickle {
+			proto = "pickle frames"
+		}
+		log.Warn("destination closes the connection right after receiving data: is it the right protocol? We send "+proto+
+			"; carbon-cache takes plaintext on its line port (2003) and pickle on 2004 (-destination-protocol pickle, or type pickle in -config)",
+			"times_in_a_row", w.mismatch, "lines_probably_discarded", w.d.closedAfterWrite.Load())
+	}
+	w.recent = 0
 }
 
 func (p *Set) runDest(ctx context.Context, d *target) {
@@ -140,8 +186,14 @@ func (p *Set) runDest(ctx context.Context, d *target) {
 		failures = 0
 		p.setState(d, stateUp)
 		connected := time.Now()
+		w.recent = 0
 		err = w.writeLoop(ctx, conn)
 		conn.Close()
+		if errors.Is(err, errPeerClose) {
+			w.peerClosedAfterWrite(log)
+		} else if err != nil && !errors.Is(err, errHeld) {
+			w.mismatch = 0
+		}
 		switch {
 		case errors.Is(err, errStop):
 			return
@@ -538,6 +590,7 @@ func (w *writer) consume(n int) {
 			w.d.sent.Add(uint64(lines))
 			w.d.sentBytes.Add(uint64(rest))
 			w.d.pending.Add(-int64(lines))
+			w.wrote(lines)
 			n -= rest
 			w.off = 0
 			b.Release()
@@ -550,6 +603,7 @@ func (w *writer) consume(n int) {
 		w.d.sent.Add(uint64(lines))
 		w.d.sentBytes.Add(uint64(done))
 		w.d.pending.Add(-int64(lines))
+		w.wrote(lines)
 		w.off += done
 		return
 	}

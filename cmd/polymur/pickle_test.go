@@ -96,3 +96,27 @@ func TestPickleThroughRealCarbon(t *testing.T) {
 		})
 	}
 }
+
+// Plaintext into carbon-cache's pickle port (the README's old example):
+// carbon-cache closes each connection right after the first bytes. polymur
+// warns, naming the destination and the likely cause, and counts the lines
+// (closed_after_write) instead of calling them delivered-and-fine.
+func TestProtocolMismatchWarns(t *testing.T) {
+	cache := testutil.StartCarbonCache(t)
+	d := start(t, "-destinations", cache.Pickle)
+	for i := 0; !strings.Contains(d.Stderr.String(), "is it the right protocol"); i++ {
+		if i > 600 {
+			t.Fatalf("no protocol warning after %d writes; stats %s", i, d.Ask(t, "api", "stats"))
+		}
+		d.Send(t, "listen", fmt.Sprintf("mismatch.m%d 1 %d\n", i, time.Now().Unix()))
+		time.Sleep(50 * time.Millisecond) // a write, then the next connection
+	}
+	st := d.Ask(t, "api", "stats")
+	if testutil.JSONInt(st, "closed_after_write") == 0 {
+		t.Fatalf("closed_after_write not counted: %s", st)
+	}
+	if len(cache.Stored()) != 0 {
+		t.Fatalf("carbon-cache stored %v from plaintext on its pickle port", cache.Stored())
+	}
+	t.Logf("warned, %d lines counted closed_after_write, nothing stored", testutil.JSONInt(st, "closed_after_write"))
+}
