@@ -14,9 +14,10 @@ import (
 	"github.com/polymur/polymur/batch"
 )
 
-// UDPConfig configures a datagram listener (statsd mode). Zero values take
-// the defaults.
+// UDPConfig configures a datagram listener (statsd mode, and Graphite
+// plaintext over UDP). Zero values take the defaults.
 type UDPConfig struct {
+	Name      string // in logs: "statsd UDP" or "UDP"; default "UDP"
 	Addr      string
 	Level     batch.Level // batch.LevelStatsd for statsd lines
 	MaxLine   int         // bytes; default 16384
@@ -41,6 +42,9 @@ type UDPStats struct {
 	Rejected  map[string]uint64 `json:"lines_rejected"`
 	Lost      uint64            `json:"lines_lost"`
 	ReadError uint64            `json:"read_errors"`
+	// KernelDrops are datagrams the kernel dropped because the receive
+	// buffer was full (/proc/net/udp; Linux): UDP loss made visible.
+	KernelDrops uint64 `json:"kernel_drops"`
 }
 
 // UDP reads datagrams of newline-separated lines, validates each line and
@@ -82,6 +86,9 @@ func NewUDP(cfg UDPConfig) (*UDP, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Name == "" {
+		cfg.Name = "UDP"
+	}
 	addr, err := net.ResolveUDPAddr("udp", cfg.Addr)
 	if err != nil {
 		return nil, err
@@ -106,7 +113,8 @@ func (u *UDP) Packets() uint64 { return u.packets.Load() }
 // Stats returns a snapshot of the counters.
 func (u *UDP) Stats() UDPStats {
 	return UDPStats{Addr: u.conn.LocalAddr().String(), Packets: u.packets.Load(), Bytes: u.bytes.Load(),
-		Accepted: u.Accepted.Load(), Rejected: u.Rejections(), Lost: u.Lost.Load(), ReadError: u.readErrs.Load()}
+		Accepted: u.Accepted.Load(), Rejected: u.Rejections(), Lost: u.Lost.Load(), ReadError: u.readErrs.Load(),
+		KernelDrops: u.KernelDrops()}
 }
 
 // Run reads until ctx ends, then hands on what it holds (bounded by
@@ -120,7 +128,7 @@ func (u *UDP) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { u.conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	defer u.conn.Close()
-	u.log.Info("statsd UDP listener started", "addr", u.conn.LocalAddr().String())
+	u.log.Info(u.cfg.Name+" listener started", "addr", u.conn.LocalAddr().String(), "read_buffer", u.cfg.ReadBuffer)
 
 	split := batch.NewSplitter(u.cfg.Level, u.cfg.MaxLine)
 	defer split.Release()
@@ -166,7 +174,7 @@ func (u *UDP) Run(ctx context.Context) error {
 			n, empty, rerr := readQueued(raw, u.conn, buf)
 			if empty || rerr != nil { // nothing more queued
 				if rerr != nil && u.readErrs.Add(1) == 1 {
-					u.log.Warn("statsd UDP read failed", "err", rerr)
+					u.log.Warn(u.cfg.Name+" read failed", "err", rerr)
 				}
 				return got
 			}
@@ -197,7 +205,7 @@ func (u *UDP) Run(ctx context.Context) error {
 				break
 			}
 			if !errors.Is(err, os.ErrDeadlineExceeded) && u.readErrs.Add(1) == 1 {
-				u.log.Warn("statsd UDP read failed", "err", err)
+				u.log.Warn(u.cfg.Name+" read failed", "err", err)
 			}
 			continue
 		}

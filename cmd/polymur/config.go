@@ -21,6 +21,8 @@ type config struct {
 	listenAddr  string
 	pickleAddr  string
 	pickleMax   int
+	udpAddr     string
+	udpBuffer   int
 	test        bool
 	checkConfig bool
 	version     *bool
@@ -57,6 +59,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.listenAddr, "listen-addr", "0.0.0.0:2003", "Polymur listen address")
 	fs.StringVar(&c.pickleAddr, "pickle-addr", "", "Carbon pickle listener address (what carbon-relay sends with its default DESTINATION_PROTOCOL = pickle, usually :2004); frames are decoded into lines and validated like plaintext; off when empty")
 	fs.IntVar(&c.pickleMax, "pickle-max-frame", decode.DefaultMaxFrame, "Largest pickle frame accepted, in bytes; a larger one is counted (pickle_frame_too_large) and closes its connection")
+	fs.StringVar(&c.udpAddr, "udp-listen-addr", "", "Graphite plaintext over UDP (carbon's ENABLE_UDP_LISTENER, usually :2003): a datagram may hold many lines, each validated like TCP's; off when empty")
+	fs.IntVar(&c.udpBuffer, "udp-read-buffer", 8<<20, "Receive buffer of the UDP socket in bytes (the kernel caps it at net.core.rmem_max); datagrams the kernel drops when it is full are counted (kernel_drops)")
 	c.clients.Register(fs)
 	c.version = daemon.VersionFlag(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
@@ -75,6 +79,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.NoDelivery = c.test || c.checkConfig
 	if err := c.Check(); err != nil {
 		return nil, err
+	}
+	if c.udpBuffer < 4096 || c.udpBuffer > 1<<30 {
+		return nil, fmt.Errorf("-udp-read-buffer must be from 4096 to 1073741824 bytes")
 	}
 	if c.pickleMax < 64 || c.pickleMax > 1<<30 {
 		return nil, fmt.Errorf("-pickle-max-frame must be from 64 to 1073741824 bytes")

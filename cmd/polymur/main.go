@@ -10,6 +10,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
 )
@@ -81,9 +84,27 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ins.add("pickle", pl)
 		relay.Addrs["pickle"] = pl.Addr().String()
 	}
+	var udp *listener.UDP
+	if c.udpAddr != "" {
+		u, err := listener.NewUDP(listener.UDPConfig{Addr: c.udpAddr, Level: c.Level, MaxLine: c.MaxLine,
+			ReadBuffer: c.udpBuffer, Send: relay.Dests.Send, Logger: log})
+		if err != nil {
+			relay.Close()
+			return fmt.Errorf("-udp-listen-addr: %w", err)
+		}
+		ins.add("udp", u)
+		relay.Addrs["udp"] = u.Addr().String()
+		udp = u
+	}
 	if err := relay.Serve(ins.intake(), nil); err != nil {
 		relay.Close()
 		return err
+	}
+	if udp != nil {
+		relay.AddMetrics(admin.CollectFunc(func(ch chan<- prometheus.Metric) {
+			daemon.Counter(ch, "polymur_udp_kernel_drops_total", "Datagrams the kernel dropped on the UDP listener (its receive buffer was full: raise -udp-read-buffer).", float64(udp.KernelDrops()))
+			daemon.Counter(ch, "polymur_udp_datagrams_total", "Datagrams received on the UDP listener.", float64(udp.Packets()))
+		}))
 	}
 	log.Info("::: Polymur :::", "version", daemon.Version(), "revision", daemon.Revision(), "distribution", c.Mode.String(), "destinations", len(c.Dests))
 	if ready != nil {
@@ -92,14 +113,21 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return relay.Run(ctx, ins.run()...)
 }
 
-// intakes are polymur's listeners (plaintext, pickle) as one intake.
+// intake is one of polymur's listeners.
+type intake interface {
+	Run(context.Context) error
+	Close() error
+	Rejections() map[string]uint64
+}
+
+// intakes are polymur's listeners (plaintext, pickle, UDP) as one intake.
 type intakes struct {
 	names []string
-	ls    []*listener.TCP
+	ls    []intake
 	ran   bool
 }
 
-func (in *intakes) add(name string, l *listener.TCP) {
+func (in *intakes) add(name string, l intake) {
 	in.names, in.ls = append(in.names, name), append(in.ls, l)
 }
 
@@ -121,16 +149,36 @@ func (in *intakes) run() []func(context.Context) error {
 	return out
 }
 
+func accepted(l intake) uint64 {
+	switch l := l.(type) {
+	case *listener.TCP:
+		return l.Accepted.Load()
+	case *listener.UDP:
+		return l.Accepted.Load()
+	}
+	return 0
+}
+
+func stats(l intake) any {
+	switch l := l.(type) {
+	case *listener.TCP:
+		return l.Stats()
+	case *listener.UDP:
+		return l.Stats()
+	}
+	return nil
+}
+
 func (in *intakes) intake() daemon.Intake {
 	if len(in.ls) == 1 {
 		l := in.ls[0]
-		return daemon.Intake{Accepted: l.Accepted.Load, Rejected: l.Rejections, Stats: func() any { return l.Stats() }}
+		return daemon.Intake{Accepted: func() uint64 { return accepted(l) }, Rejected: l.Rejections, Stats: func() any { return stats(l) }}
 	}
 	return daemon.Intake{
 		Accepted: func() uint64 {
 			var n uint64
 			for _, l := range in.ls {
-				n += l.Accepted.Load()
+				n += accepted(l)
 			}
 			return n
 		},
@@ -146,7 +194,7 @@ func (in *intakes) intake() daemon.Intake {
 		Stats: func() any {
 			m := map[string]any{}
 			for i, l := range in.ls {
-				m[in.names[i]] = l.Stats()
+				m[in.names[i]] = stats(l)
 			}
 			return m
 		},

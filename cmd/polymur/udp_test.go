@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/internal/testutil"
+)
+
+// Graphite plaintext over UDP: a lone datagram goes on at once (the
+// listener does not wait for company), one datagram may carry many lines,
+// bad lines are counted like TCP's, and a burst of 50,000 lines arrives
+// whole or shows as kernel drops — never silently short.
+func TestUDPPlaintext(t *testing.T) {
+	sink := testutil.NewSink(t)
+	d := start(t, "-udp-listen-addr", "127.0.0.1:0", "-destinations", sink.Addr(), "-admin-addr", "127.0.0.1:0")
+	c, err := net.Dial("udp", d.Addrs["udp"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		c.Write([]byte(fmt.Sprintf("lone.m%d 1 1700000000\n", i)))
+		testutil.WaitFor(t, "a lone datagram delivered", limit, func() bool { return sink.Count() == i+1 })
+		time.Sleep(200 * time.Millisecond) // the listener is back in its blocking read
+	}
+	c.Write([]byte("multi.a 1 1700000000\nmulti.b 2 1700000000\nbad line here x\nmulti.c 3 1700000000"))
+	testutil.WaitFor(t, "a datagram of several lines", limit, func() bool { return sink.Count() == 6 })
+	const burst = 50_000
+	var sb strings.Builder
+	for i := range burst {
+		fmt.Fprintf(&sb, "burst.host%02d.m%d %d 1700000000\n", i%10, i, i)
+		if sb.Len() > 1300 || i == burst-1 {
+			c.Write([]byte(sb.String()))
+			sb.Reset()
+		}
+	}
+	st := func() string { return d.Ask(t, "api", "stats") }
+	testutil.WaitFor(t, "the burst delivered or dropped visibly", limit, func() bool {
+		return sink.Count()-6 == burst || testutil.JSONInt(st(), "kernel_drops") > 0
+	})
+	time.Sleep(200 * time.Millisecond)
+	s := st()
+	if testutil.JSONInt(s, "fields")+testutil.JSONInt(s, "value") != 1 {
+		t.Fatalf("the bad line was not counted: %s", s)
+	}
+	drops := testutil.JSONInt(s, "kernel_drops")
+	t.Logf("UDP: 3 lone datagrams at once, a 4-line datagram (1 bad, counted), burst of %d: %d delivered, %d datagrams dropped by the kernel (counted)", burst, sink.Count()-6, drops)
+	if sink.Count()-6 != burst && drops == 0 {
+		t.Fatalf("%d of %d burst lines delivered and no kernel drops counted", sink.Count()-6, burst)
+	}
+	_, m := testutil.Get(t, "http://"+d.Addrs["admin"]+"/metrics")
+	if !strings.Contains(m, "polymur_udp_kernel_drops_total") {
+		t.Fatal("kernel drops not on /metrics")
+	}
+}
