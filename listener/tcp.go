@@ -5,8 +5,10 @@
 package listener
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -25,7 +27,12 @@ type SendFunc func(ctx context.Context, b *batch.Batch) error
 
 // TCPConfig configures a TCP listener. Zero values take the defaults.
 type TCPConfig struct {
-	Addr      string
+	Addr string
+	// Unix, when set, listens on this unix socket path instead of Addr; a
+	// stale socket file (nobody listening) is replaced, and the file gets
+	// UnixMode (default 0660).
+	Unix      string
+	UnixMode  os.FileMode
 	Level     batch.Level
 	MaxLine   int // bytes, excluding '\n'; default 16384
 	BatchSize int // lines per batch; default 100
@@ -153,11 +160,43 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Unix != "" {
+		ln, err := listenUnix(cfg.Unix, cmp.Or(cfg.UnixMode, 0o660))
+		if err != nil {
+			return nil, err
+		}
+		return &TCP{cfg: cfg, ln: ln, log: cfg.Logger}, nil
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
 	return &TCP{cfg: cfg, ln: ln, log: cfg.Logger}, nil
+}
+
+// listenUnix binds a unix stream socket at path with mode. A socket file
+// left by a process that is gone is replaced; one that answers, or any
+// other file, is an error.
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process listens there", path)
+		}
+		os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // Addr returns the bound address.

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/polymur/polymur/decode"
@@ -23,6 +25,9 @@ type config struct {
 	pickleMax   int
 	udpAddr     string
 	udpBuffer   int
+	unixPath    string
+	unixModeS   string
+	unixMode    os.FileMode
 	test        bool
 	checkConfig bool
 	version     *bool
@@ -61,6 +66,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.pickleMax, "pickle-max-frame", decode.DefaultMaxFrame, "Largest pickle frame accepted, in bytes; a larger one is counted (pickle_frame_too_large) and closes its connection")
 	fs.StringVar(&c.udpAddr, "udp-listen-addr", "", "Graphite plaintext over UDP (carbon's ENABLE_UDP_LISTENER, usually :2003): a datagram may hold many lines, each validated like TCP's; off when empty")
 	fs.IntVar(&c.udpBuffer, "udp-read-buffer", 8<<20, "Receive buffer of the UDP socket in bytes (the kernel caps it at net.core.rmem_max); datagrams the kernel drops when it is full are counted (kernel_drops)")
+	fs.StringVar(&c.unixPath, "unix-listen-path", "", "Graphite plaintext on a unix stream socket at this path (carbon-c-relay's 'listen … proto unix'); a stale socket file is replaced; off when empty")
+	fs.StringVar(&c.unixModeS, "unix-socket-mode", "0660", "File mode of the -unix-listen-path socket (octal): who may connect")
 	c.clients.Register(fs)
 	c.version = daemon.VersionFlag(fs)
 	fs.StringVar(&c.mode, "mode", "graphite", "graphite (carbon relay) or statsd (statsd proxy; see -statsd-*)")
@@ -79,6 +86,11 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.NoDelivery = c.test || c.checkConfig
 	if err := c.Check(); err != nil {
 		return nil, err
+	}
+	if m, err := strconv.ParseUint(c.unixModeS, 8, 32); err != nil || m > 0o777 {
+		return nil, fmt.Errorf("-unix-socket-mode: %q is not an octal file mode such as 0660", c.unixModeS)
+	} else {
+		c.unixMode = os.FileMode(m)
 	}
 	if c.udpBuffer < 4096 || c.udpBuffer > 1<<30 {
 		return nil, fmt.Errorf("-udp-read-buffer must be from 4096 to 1073741824 bytes")

@@ -84,6 +84,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ins.add("pickle", pl)
 		relay.Addrs["pickle"] = pl.Addr().String()
 	}
+	if c.unixPath != "" {
+		uc := tcp
+		uc.Unix, uc.UnixMode, uc.Pickle = c.unixPath, c.unixMode, false
+		ul, err := listener.NewTCP(uc)
+		if err != nil {
+			relay.Close()
+			return fmt.Errorf("-unix-listen-path: %w", err)
+		}
+		ins.add("unix", ul)
+		relay.Addrs["unix"] = c.unixPath
+	}
 	var udp *listener.UDP
 	if c.udpAddr != "" {
 		u, err := listener.NewUDP(listener.UDPConfig{Addr: c.udpAddr, Level: c.Level, MaxLine: c.MaxLine,

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +59,50 @@ func TestUDPPlaintext(t *testing.T) {
 	_, m := testutil.Get(t, "http://"+d.Addrs["admin"]+"/metrics")
 	if !strings.Contains(m, "polymur_udp_kernel_drops_total") {
 		t.Fatal("kernel drops not on /metrics")
+	}
+}
+
+// A unix socket listener: the socket file has the mode asked for, lines
+// arrive like TCP's, a stale socket file is replaced, and a path that is
+// not a socket stops the start naming the flag.
+func TestUnixSocketListener(t *testing.T) {
+	sink := testutil.NewSink(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "carbon.sock")
+	// A socket file left behind by a process that is gone.
+	stale, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.(*net.UnixListener).SetUnlinkOnClose(false)
+	stale.Close()
+	d := start(t, "-unix-listen-path", path, "-unix-socket-mode", "0600", "-destinations", sink.Addr())
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket file %v %v", fi, err)
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("unix.a 1 1700000000\nunix.b 2 1700000000\n"))
+	c.Close()
+	testutil.WaitFor(t, "lines over the unix socket", limit, func() bool { return sink.Count() == 2 })
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("the socket file stays after shutdown: %v", err)
+	}
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, nil, 0o600)
+	for _, tc := range []struct{ args []string }{
+		{[]string{"-unix-listen-path", plain}},
+		{[]string{"-unix-listen-path", filepath.Join(dir, "s"), "-unix-socket-mode", "rw"}},
+	} {
+		err := run(context.Background(), append([]string{"-listen-addr", "127.0.0.1:0", "-api-addr", "", "-stat-addr", "", "-destinations", sink.Addr()}, tc.args...), strings.NewReader(""), io.Discard, io.Discard, nil)
+		if err == nil || !strings.Contains(err.Error(), "-unix-") {
+			t.Errorf("%v: %v", tc.args, err)
+		}
 	}
 }
