@@ -43,6 +43,8 @@ type Splitter struct {
 	lastN      int
 
 	prefix []byte // prepended to every accepted line's name
+	tags   bool   // normalise tagged names (carbon's TAG_RELAY_NORMALIZED)
+	tagBuf []byte
 
 	Counts Counts
 }
@@ -50,6 +52,11 @@ type Splitter struct {
 // SetPrefix makes the splitter prepend p to every accepted metric name
 // (polymur-gateway's -key-prefix).
 func (s *Splitter) SetPrefix(p string) { s.prefix = []byte(p) }
+
+// SetNormalizeTags makes the splitter send tagged names ("name;k=v;…")
+// normalised as carbon's TAG_RELAY_NORMALIZED does (NormalizeTags), so that
+// every spelling of a series is hashed and stored as one.
+func (s *Splitter) SetNormalizeTags(on bool) { s.tags = on }
 
 // NewSplitter returns a splitter that rejects lines longer than maxLine
 // bytes (excluding the newline).
@@ -181,6 +188,14 @@ func (s *Splitter) take(out *Batch, line []byte) {
 		return
 	}
 	s.Counts.Accepted++
+	if s.tags && IsTagged(p.Name) {
+		if n, ok := NormalizeTags(s.tagBuf[:0], p.Name); ok {
+			s.tagBuf = n
+			if !bytes.Equal(n, p.Name) {
+				p.Name, p.Canonical = n, false
+			}
+		}
+	}
 	if len(s.prefix) > 0 {
 		off := len(out.Buf)
 		out.Buf = append(out.Buf, s.prefix...)

@@ -31,6 +31,8 @@ type IngestConfig struct {
 	Level     batch.Level
 	MaxLine   int  // default 16384
 	KeyPrefix bool // prepend "<keyname>." to every metric name
+	// TagNormalize sends tagged names normalised, as TCPConfig's.
+	TagNormalize bool
 	// MaxBody caps the compressed request body; default 16 MiB.
 	MaxBody int64
 	// MaxDecoded caps the decompressed body (gzip bombs); default 64 MiB.
@@ -375,6 +377,7 @@ func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	defer zr.Close()
 	sp := batch.NewSplitter(h.cfg.Level, h.cfg.MaxLine)
+	sp.SetNormalizeTags(h.cfg.TagNormalize)
 	defer sp.Release()
 	if h.cfg.KeyPrefix {
 		sp.SetPrefix(name + ".")

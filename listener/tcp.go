@@ -53,8 +53,11 @@ type TCPConfig struct {
 	// connection.
 	Pickle         bool
 	MaxPickleFrame int
-	Send           SendFunc
-	Logger         *slog.Logger
+	// TagNormalize sends tagged names normalised (carbon's
+	// TAG_RELAY_NORMALIZED: tags sorted, so every spelling is one series).
+	TagNormalize bool
+	Send         SendFunc
+	Logger       *slog.Logger
 }
 
 // Counters are the listener's line and connection counts. Safe for
@@ -279,6 +282,7 @@ func (t *TCP) Run(ctx context.Context) error {
 func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	sp := batch.NewSplitter(t.cfg.Level, t.cfg.MaxLine)
+	sp.SetNormalizeTags(t.cfg.TagNormalize)
 	defer sp.Release()
 	var closing atomic.Bool
 	stop := context.AfterFunc(ctx, func() {

@@ -29,6 +29,7 @@ type UDPConfig struct {
 	// 8 MiB (the kernel may cap it: net.core.rmem_max).
 	ReadBuffer      int
 	SummaryInterval time.Duration // rejected-line log summary; default 5s; <0 disables
+	TagNormalize    bool          // as TCPConfig's
 	Send            SendFunc
 	Logger          *slog.Logger
 }
@@ -131,6 +132,7 @@ func (u *UDP) Run(ctx context.Context) error {
 	u.log.Info(u.cfg.Name+" listener started", "addr", u.conn.LocalAddr().String(), "read_buffer", u.cfg.ReadBuffer)
 
 	split := batch.NewSplitter(u.cfg.Level, u.cfg.MaxLine)
+	split.SetNormalizeTags(u.cfg.TagNormalize)
 	defer split.Release()
 	out := batch.Get()
 	flush := func(sendCtx context.Context) {

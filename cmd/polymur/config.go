@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/decode"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/daemon"
@@ -160,7 +161,7 @@ func testMode(c *config, in io.Reader, out io.Writer) error {
 		if len(fields) == 0 {
 			continue
 		}
-		dests := p.Route(fields[0])
+		dests := p.Route(c.normalized(fields[0]))
 		if len(dests) == 0 {
 			return fmt.Errorf("no destinations configured (-destinations)")
 		}
@@ -182,8 +183,20 @@ func routeTestMode(c *config, in io.Reader, out io.Writer) error {
 		if len(fields) == 0 {
 			continue
 		}
-		ds = c.Table.Route(ds[:0], fields[0], strings.Join(fields[1:], " "), nil)
+		ds = c.Table.Route(ds[:0], c.normalized(fields[0]), strings.Join(fields[1:], " "), nil)
 		route.WriteTest(w, fields[0], ds)
 	}
 	return sc.Err()
+}
+
+// normalized is the name as -tag-normalize sends it (-test shows where
+// polymur would really send a line).
+func (c *config) normalized(name string) string {
+	if !c.TagNormalize || !batch.IsTagged([]byte(name)) {
+		return name
+	}
+	if n, ok := batch.NormalizeTags(nil, []byte(name)); ok {
+		return string(n)
+	}
+	return name
 }

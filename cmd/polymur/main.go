@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer daemon.HandleSignalsReload(log, onHup)()
 	tcp := listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
-		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log,
+		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns}
 	var ins intakes
 	defer ins.closeUnlessRun()
@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	var udp *listener.UDP
 	if c.udpAddr != "" {
 		u, err := listener.NewUDP(listener.UDPConfig{Addr: c.udpAddr, Level: c.Level, MaxLine: c.MaxLine,
-			ReadBuffer: c.udpBuffer, Send: relay.Dests.Send, Logger: log})
+			ReadBuffer: c.udpBuffer, Send: relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize})
 		if err != nil {
 			relay.Close()
 			return fmt.Errorf("-udp-listen-addr: %w", err)

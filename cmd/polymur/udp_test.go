@@ -106,3 +106,34 @@ func TestUnixSocketListener(t *testing.T) {
 		}
 	}
 }
+
+// -tag-normalize: every spelling of a tagged series is sent (and hashed) as
+// one, the name carbon's TaggedSeries makes; without it names go as read.
+func TestTagNormalize(t *testing.T) {
+	a, b := testutil.NewSink(t), testutil.NewSink(t)
+	dests := a.Addr() + ":a," + b.Addr() + ":b"
+	spellings := []string{"disk.used;host=web1;dc=x", "disk.used;dc=x;host=web1", `disk.used{host="web1",dc="x"}`, "disk.used;dc=x;host=old;host=web1"}
+	var in strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&in, "%s %d 1700000000\n", strings.Replace(spellings[i%4], "disk.used", fmt.Sprintf("disk%d.used", i/4), 1), i)
+	}
+	d := start(t, "-distribution", "hash-route", "-destinations", dests, "-tag-normalize")
+	d.Send(t, "listen", in.String())
+	testutil.WaitTotal(200, limit, a, b)
+	series := map[string]string{} // normalised name → sink
+	for _, s := range []*testutil.Sink{a, b} {
+		for _, l := range s.Lines() {
+			name, _, _ := strings.Cut(l, " ")
+			if !strings.HasSuffix(name, ";dc=x;host=web1") {
+				t.Fatalf("%q not normalised", name)
+			}
+			if prev, ok := series[name]; ok && prev != s.Addr() {
+				t.Fatalf("%s split over two caches", name)
+			}
+			series[name] = s.Addr()
+		}
+	}
+	if len(series) != 50 {
+		t.Fatalf("%d series, want 50 (4 spellings each)", len(series))
+	}
+}

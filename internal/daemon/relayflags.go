@@ -30,6 +30,7 @@ type RelayFlags struct {
 	ConsoleOut               bool
 	Destinations             string
 	DestProtocol             string
+	TagNormalize             bool
 	MetricsFlush             int
 	Distribution             string
 	DrainTimeout             time.Duration
@@ -81,6 +82,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
+	fs.BoolVar(&f.TagNormalize, "tag-normalize", false, "Normalise tagged series names (name;k=v;… with the tags sorted, as carbon's TAG_RELAY_NORMALIZED) before routing and sending, so every spelling of a series lands on one cache; off by default, as in carbon")
 	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
 	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route; also carbon's and carbon-c-relay's names: consistent-hashing and carbon_ch (= hash-route), forward (= broadcast), fnv1a_ch, jump_fnv1a_ch, any_of, failover")
 	fs.IntVar(&f.Replication, "replication", 1, "Destinations per point for the hashing distributions (carbon's REPLICATION_FACTOR; on distinct hosts for carbon_ch)")
