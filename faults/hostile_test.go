@@ -3,12 +3,15 @@ package faults
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -415,4 +418,79 @@ func truncate(s string) string {
 		return s[:40] + "..."
 	}
 	return s
+}
+
+// Hostile pickle frames against the running binary's -pickle-addr: each is
+// counted by its reason and closes only its own connection; a good frame
+// on the next connection is still delivered.
+func TestHostilePickle(t *testing.T) {
+	sink := testutil.NewSink(t)
+	pickle := testutil.FreeAddr(t)
+	r := startPolymur(t, "-destinations", sink.Addr(), "-pickle-addr", pickle, "-pickle-max-frame", "65536")
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "decode", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	frame := func(p []byte) []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(p))), p...) }
+	good := frame(read("lists.pickle")) // m.one and m.two
+	rejections := func() map[string]int {
+		var s struct {
+			Listener map[string]struct {
+				Rejected map[string]int `json:"lines_rejected"`
+			} `json:"listener"`
+		}
+		if err := json.Unmarshal([]byte(testutil.Ask(r.api, "stats")), &s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Listener["pickle"].Rejected
+	}
+	nested := []byte{0x80, 2}
+	for range 20000 {
+		nested = append(nested, ']')
+	}
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		reason string
+	}{
+		{"truncated frame", frame(read("points_p2.pickle"))[:40], "pickle_truncated"},
+		{"oversized frame", binary.BigEndian.AppendUint32(nil, 1<<30), "pickle_frame_too_large"},
+		{"unknown opcode", frame([]byte{0x80, 2, 0xfe, '.'}), "pickle_malformed"},
+		{"REDUCE of os.system", frame(read("reduce.pickle")), "pickle_forbidden_opcode"},
+		{"GLOBAL", frame([]byte("cposix\nsystem\n(S'id'\ntR.")), "pickle_forbidden_opcode"},
+		{"a dict", frame(read("dict.pickle")), "pickle_forbidden_opcode"},
+		{"20,000 nested lists, no STOP", frame(nested), "pickle_malformed"},
+		{"not a list", frame([]byte("I42\n.")), "pickle_not_points"},
+		{"points of the wrong shape", frame(read("badpoints.pickle")), "pickle_bad_point"},
+		{"plaintext on the pickle port", []byte("a.b.c 1 1700000000\n"), "pickle_frame_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, n := rejections()[tc.reason], sink.Count()
+			c, err := net.Dial("tcp", pickle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(tc.data)
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(limit))
+			io.Copy(io.Discard, c) // polymur closes it
+			c.Close()
+			testutil.WaitFor(t, tc.reason+" counted", limit, func() bool { return rejections()[tc.reason] > before })
+			testutil.SendTCP(t, pickle, good)
+			want := n + 2
+			if tc.reason == "pickle_bad_point" {
+				want += 2 // the frame's two good points
+			}
+			if !sink.WaitCount(want, limit) || r.Exited() {
+				t.Fatalf("after %s: %d lines delivered, want %d; exited %v", tc.name, sink.Count()-n, want-n, r.Exited())
+			}
+		})
+	}
+	if !strings.Contains(r.Logs.String(), "closing a pickle connection") {
+		t.Fatal("no log line names the client of a bad frame")
+	}
+	r.Stop(t)
 }
