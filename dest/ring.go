@@ -1,6 +1,7 @@
 package dest
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,6 +28,9 @@ type Destination struct {
 	// Pickle sends carbon's pickle protocol (carbon-cache's port 2004)
 	// instead of plaintext lines.
 	Pickle bool
+	// TLS, when set, makes the connection TLS with this configuration
+	// (transport … ssl|mtls; -destination-tls).
+	TLS *tls.Config
 }
 
 // Addr is the dial address.

@@ -18,6 +18,7 @@ package dest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -142,6 +143,9 @@ type Config struct {
 	// Pickle makes every destination of Destinations and PutDest speak
 	// carbon's pickle protocol (-destination-protocol pickle).
 	Pickle bool
+	// TLS, when set, is the TLS configuration of every destination of
+	// Destinations and PutDest that has none of its own (-destination-tls).
+	TLS *tls.Config
 	// RingByAddr keys ring nodes on "host:port" instead of carbon's
 	// (host, instance) text: statsd mode, where backends are told apart by
 	// port and there is no carbon placement to match.
@@ -297,6 +301,9 @@ func New(cfg Config) (*Set, error) {
 			cfg.Destinations[i].Key = cfg.Destinations[i].Addr()
 		}
 		cfg.Destinations[i].Pickle = cfg.Destinations[i].Pickle || cfg.Pickle
+		if cfg.Destinations[i].TLS == nil {
+			cfg.Destinations[i].TLS = cfg.TLS
+		}
 	}
 	var dests []*target
 	for i, d := range cfg.Destinations {
@@ -707,7 +714,7 @@ func (p *Set) PutDest(spec string) error {
 	if p.cfg.RingByAddr {
 		d.Key = d.Addr()
 	}
-	d.Pickle = p.cfg.Pickle
+	d.Pickle, d.TLS = p.cfg.Pickle, p.cfg.TLS
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.view.Load().dests

@@ -2,6 +2,7 @@ package dest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -351,6 +352,12 @@ func (w *writer) dial(ctx context.Context) (net.Conn, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, w.p.cfg.DialTimeout)
 	defer cancel()
+	if w.d.TLS != nil {
+		// The handshake is part of the dial (and of its timeout): a
+		// certificate that does not verify is a failed connection attempt.
+		d := tls.Dialer{Config: w.d.TLS}
+		return d.DialContext(dctx, "tcp", w.d.Addr())
+	}
 	return w.p.cfg.Dial(dctx, w.d.Addr())
 }
 

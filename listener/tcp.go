@@ -7,6 +7,7 @@ package listener
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/decode"
@@ -56,6 +59,10 @@ type TCPConfig struct {
 	// TagNormalize sends tagged names normalised (carbon's
 	// TAG_RELAY_NORMALIZED: tags sorted, so every spelling is one series).
 	TagNormalize bool
+	// TLS, when set, makes connections TLS (certificates, client
+	// verification for mTLS): a handshake that fails or takes over 10 s
+	// closes the connection and is counted (tls_handshake_failed).
+	TLS *tls.Config
 	Send         SendFunc
 	Logger       *slog.Logger
 }
@@ -138,6 +145,7 @@ type TCP struct {
 	idle    atomic.Uint64
 	refused atomic.Uint64
 	lastRef atomic.Int64 // last refusal logged (unix nanoseconds)
+	tlsLog  rate.Sometimes
 }
 
 // NewTCP validates cfg and binds the listening socket.
@@ -163,18 +171,20 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var ln net.Listener
+	var err error
 	if cfg.Unix != "" {
-		ln, err := listenUnix(cfg.Unix, cmp.Or(cfg.UnixMode, 0o660))
-		if err != nil {
-			return nil, err
-		}
-		return &TCP{cfg: cfg, ln: ln, log: cfg.Logger}, nil
+		ln, err = listenUnix(cfg.Unix, cmp.Or(cfg.UnixMode, 0o660))
+	} else {
+		ln, err = net.Listen("tcp", cfg.Addr)
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
 	}
-	return &TCP{cfg: cfg, ln: ln, log: cfg.Logger}, nil
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
+	return &TCP{cfg: cfg, ln: ln, log: cfg.Logger, tlsLog: rate.Sometimes{Interval: 5 * time.Second}}, nil
 }
 
 // listenUnix binds a unix stream socket at path with mode. A socket file
@@ -281,6 +291,16 @@ func (t *TCP) Run(ctx context.Context) error {
 
 func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
+	if tc, ok := conn.(*tls.Conn); ok {
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			t.reject("tls_handshake_failed", 1)
+			t.tlsLog.Do(func() { t.log.Warn("TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err) })
+			return
+		}
+	}
 	sp := batch.NewSplitter(t.cfg.Level, t.cfg.MaxLine)
 	sp.SetNormalizeTags(t.cfg.TagNormalize)
 	defer sp.Release()

@@ -26,6 +26,10 @@ type config struct {
 	pickleMax   int
 	udpAddr     string
 	udpBuffer   int
+	tlsAddr     string
+	tlsCert     string
+	tlsKey      string
+	tlsClientCA string
 	unixPath    string
 	unixModeS   string
 	unixMode    os.FileMode
@@ -67,6 +71,10 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.pickleMax, "pickle-max-frame", decode.DefaultMaxFrame, "Largest pickle frame accepted, in bytes; a larger one is counted (pickle_frame_too_large) and closes its connection")
 	fs.StringVar(&c.udpAddr, "udp-listen-addr", "", "Graphite plaintext over UDP (carbon's ENABLE_UDP_LISTENER, usually :2003): a datagram may hold many lines, each validated like TCP's; off when empty")
 	fs.IntVar(&c.udpBuffer, "udp-read-buffer", 8<<20, "Receive buffer of the UDP socket in bytes (the kernel caps it at net.core.rmem_max); datagrams the kernel drops when it is full are counted (kernel_drops)")
+	fs.StringVar(&c.tlsAddr, "tls-listen-addr", "", "Graphite plaintext over TLS (1.2 or later) on this address (carbon-c-relay's 'listen … transport plain ssl'); needs -tls-cert and -tls-key, re-read on SIGHUP; off when empty")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "Certificate (PEM) of -tls-listen-addr")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "Key (PEM) of -tls-cert")
+	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "mTLS: clients of -tls-listen-addr must present a certificate that chains to a CA in this PEM file")
 	fs.StringVar(&c.unixPath, "unix-listen-path", "", "Graphite plaintext on a unix stream socket at this path (carbon-c-relay's 'listen … proto unix'); a stale socket file is replaced; off when empty")
 	fs.StringVar(&c.unixModeS, "unix-socket-mode", "0660", "File mode of the -unix-listen-path socket (octal): who may connect")
 	c.clients.Register(fs)
@@ -92,6 +100,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-unix-socket-mode: %q is not an octal file mode such as 0660", c.unixModeS)
 	} else {
 		c.unixMode = os.FileMode(m)
+	}
+	if c.tlsAddr != "" && (c.tlsCert == "" || c.tlsKey == "") {
+		return nil, fmt.Errorf("-tls-listen-addr needs -tls-cert and -tls-key")
+	}
+	if c.tlsAddr == "" && (c.tlsCert != "" || c.tlsClientCA != "") {
+		return nil, fmt.Errorf("-tls-cert and -tls-client-ca are for -tls-listen-addr, which is not set")
 	}
 	if c.udpBuffer < 4096 || c.udpBuffer > 1<<30 {
 		return nil, fmt.Errorf("-udp-read-buffer must be from 4096 to 1073741824 bytes")

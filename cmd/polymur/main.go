@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,10 +57,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	// SIGHUP re-reads -config (without one it is logged and ignored).
+	var certs *listener.Certs
+	if c.tlsAddr != "" {
+		if certs, err = listener.NewCerts(c.tlsCert, c.tlsKey, log); err != nil {
+			relay.Close()
+			return fmt.Errorf("-tls-cert: %w", err)
+		}
+	}
+	// SIGHUP re-reads -config and the TLS certificate (without either it
+	// is logged and ignored).
 	var onHup func()
-	if relay.Routed() {
-		onHup = func() { relay.Reload() }
+	if relay.Routed() || certs != nil {
+		onHup = func() {
+			if certs != nil {
+				certs.ReloadAndLog("SIGHUP")
+			}
+			relay.Reload()
+		}
 	}
 	defer daemon.HandleSignalsReload(log, onHup)()
 	tcp := listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
@@ -83,6 +97,26 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		ins.add("pickle", pl)
 		relay.Addrs["pickle"] = pl.Addr().String()
+	}
+	if certs != nil {
+		tc := tcp
+		tc.Addr, tc.Pickle = c.tlsAddr, false
+		tc.TLS = &tls.Config{GetCertificate: certs.Get, MinVersion: tls.VersionTLS12}
+		if c.tlsClientCA != "" {
+			pool, err := daemon.ClientCAs(c.tlsClientCA)
+			if err != nil {
+				relay.Close()
+				return fmt.Errorf("-tls-client-ca: %w", err)
+			}
+			tc.TLS.ClientCAs, tc.TLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		tl, err := listener.NewTCP(tc)
+		if err != nil {
+			relay.Close()
+			return fmt.Errorf("-tls-listen-addr: %w", err)
+		}
+		ins.add("tls", tl)
+		relay.Addrs["tls"] = tl.Addr().String()
 	}
 	if c.unixPath != "" {
 		uc := tcp

@@ -109,12 +109,12 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 	}
 	if f.Mode == dest.Routed {
 		var err error
-		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.Table, log); err != nil {
+		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.DestCA, f.Table, log); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 		t := r.routing.cur.Load()
 		pc.Routes = &tableRoutes{t: t}
-		if pc.Destinations, err = destinations(t); err != nil {
+		if pc.Destinations, err = destinations(t, f.DestCA); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 	}

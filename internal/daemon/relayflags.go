@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -31,6 +32,10 @@ type RelayFlags struct {
 	Destinations             string
 	DestProtocol             string
 	TagNormalize             bool
+	DestTLS                  bool
+	DestCA                   string
+	DestCert, DestKey        string
+	destTLS                  *tls.Config // from the four above, by Check
 	MetricsFlush             int
 	Distribution             string
 	DrainTimeout             time.Duration
@@ -82,6 +87,10 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
+	fs.BoolVar(&f.DestTLS, "destination-tls", false, "Connect to -destinations (and putdest ones) over TLS (1.2 or later), verifying each server's certificate against the system roots and -destination-ca")
+	fs.StringVar(&f.DestCA, "destination-ca", "", "PEM file of CA certificates trusted for destination TLS besides the system's (carbon-c-relay's -C); also for -config servers with transport … ssl|mtls")
+	fs.StringVar(&f.DestCert, "destination-cert", "", "Client certificate (PEM) presented to -destinations over TLS (mTLS); needs -destination-key")
+	fs.StringVar(&f.DestKey, "destination-key", "", "Key (PEM) of -destination-cert")
 	fs.BoolVar(&f.TagNormalize, "tag-normalize", false, "Normalise tagged series names (name;k=v;… with the tags sorted, as carbon's TAG_RELAY_NORMALIZED) before routing and sending, so every spelling of a series lands on one cache; off by default, as in carbon")
 	fs.IntVar(&f.MetricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
 	fs.StringVar(&f.Distribution, "distribution", "broadcast", "Destination distribution methods: broadcast, hash-route; also carbon's and carbon-c-relay's names: consistent-hashing and carbon_ch (= hash-route), forward (= broadcast), fnv1a_ch, jump_fnv1a_ch, any_of, failover")
@@ -127,12 +136,24 @@ func (f *RelayFlags) Check() error {
 	if err := CheckSpoolMode(f.SpoolMode, f.SpoolDir); err != nil {
 		return err
 	}
+	if f.DestTLS || f.DestCert != "" || f.DestKey != "" {
+		if f.destTLS, err = ClientTLS(f.DestCA, f.DestCert, f.DestKey); err != nil {
+			return fmt.Errorf("-destination-tls: %w", err)
+		}
+	} else if f.DestCA != "" {
+		if _, err := ClientTLS(f.DestCA, "", ""); err != nil {
+			return fmt.Errorf("-destination-ca: %w", err)
+		}
+	}
 	if f.DestProtocol != "line" && f.DestProtocol != "pickle" {
 		return fmt.Errorf("-destination-protocol: %q is not line or pickle", f.DestProtocol)
 	}
 	if f.ConfigFile != "" {
 		if f.DestProtocol != "line" {
 			return errors.New("-destination-protocol with -config: give each pickle server \"type pickle\" in the configuration")
+		}
+		if f.destTLS != nil {
+			return errors.New("-destination-tls with -config: give each TLS server \"transport plain ssl\" (or mtls CERT KEY) in the configuration; -destination-ca names the CA")
 		}
 		return f.loadConfig()
 	}
@@ -258,7 +279,7 @@ func (f *RelayFlags) synthesize(kind string) error {
 	if f.NoDelivery {
 		return nil
 	}
-	if f.Dests, err = destinations(t); err != nil {
+	if f.Dests, err = destinations(t, f.DestCA); err != nil {
 		return err
 	}
 	f.Mode = dest.Routed
@@ -289,7 +310,7 @@ func (f *RelayFlags) loadConfig() error {
 	if err := deliverable(t); err != nil {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
 	}
-	if f.Dests, err = destinations(t); err != nil {
+	if f.Dests, err = destinations(t, f.DestCA); err != nil {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
 	}
 	f.Mode = dest.Routed
@@ -318,7 +339,7 @@ func (f *RelayFlags) DestConfig() dest.Config {
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
-		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle",
+		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle", TLS: f.destTLS,
 		Dial: f.Dial, RingByAddr: f.RingByAddr,
 	}
 }

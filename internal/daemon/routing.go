@@ -26,6 +26,7 @@ import (
 type routing struct {
 	path  string // "" when the table was made from flags (-distribution any_of…)
 	state string // -state-file, "" for none
+	ca    string // -destination-ca, for servers with transport … ssl|mtls
 	log   *slog.Logger
 	set   *dest.Set
 
@@ -38,8 +39,8 @@ type routing struct {
 
 // newRouting starts from the file's table t with the state file's edits over
 // it (an edit that no longer applies is dropped with a warning).
-func newRouting(path, state string, t *route.Table, log *slog.Logger) (*routing, error) {
-	r := &routing{path: path, state: state, log: log}
+func newRouting(path, state, ca string, t *route.Table, log *slog.Logger) (*routing, error) {
+	r := &routing{path: path, state: state, ca: ca, log: log}
 	if state != "" {
 		edits, err := readEdits(state)
 		if err != nil {
@@ -114,7 +115,7 @@ func hasFiles(t *route.Table) bool {
 
 // destinations are the table's servers as destinations (host:port),
 // then its files (file:PATH, fileip:PATH).
-func destinations(t *route.Table) ([]dest.Destination, error) {
+func destinations(t *route.Table, ca string) ([]dest.Destination, error) {
 	var out []dest.Destination
 	for _, s := range t.Servers {
 		d, err := dest.ParseDestination(s.Addr())
@@ -122,6 +123,11 @@ func destinations(t *route.Table) ([]dest.Destination, error) {
 			return nil, err
 		}
 		d.Pickle = s.Pickle
+		if s.TLS != "" {
+			if d.TLS, err = ClientTLS(ca, s.Cert, s.Key); err != nil {
+				return nil, fmt.Errorf("server %s (transport plain %s): %w", s.Addr(), s.TLS, err)
+			}
+		}
 		out = append(out, d)
 	}
 	seen := map[string]bool{}
@@ -242,7 +248,7 @@ func (r *routing) reload() error {
 
 // swap hands t and its destinations to the destination set. Callers hold r.mu.
 func (r *routing) swap(t *route.Table) (added, removed []string, err error) {
-	dests, err := destinations(t)
+	dests, err := destinations(t, r.ca)
 	if err != nil {
 		return nil, nil, err
 	}

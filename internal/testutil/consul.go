@@ -78,12 +78,27 @@ func StartConsulACL(t testing.TB) *Consul {
 func startConsul(t testing.TB, token string) *Consul {
 	t.Helper()
 	c := &Consul{t: t, bin: ConsulBinary(t), dir: t.TempDir(), Token: token}
-	// Hold all four open at once so that they are distinct.
+	// A port free a moment ago can be taken by another test before the
+	// agent binds it: then it starts again on fresh ports.
+	for try := 1; ; try++ {
+		c.pickPorts()
+		if c.start(try < 5) {
+			break
+		}
+		os.RemoveAll(c.dir)
+		os.MkdirAll(c.dir, 0o755)
+	}
+	t.Cleanup(c.Stop)
+	return c
+}
+
+// pickPorts takes four distinct free ports (held open at once).
+func (c *Consul) pickPorts() {
 	var lns []net.Listener
 	for i := range c.ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatal(err)
+			c.t.Fatal(err)
 		}
 		lns = append(lns, ln)
 		c.ports[i] = ln.Addr().(*net.TCPAddr).Port
@@ -92,9 +107,6 @@ func startConsul(t testing.TB, token string) *Consul {
 		ln.Close()
 	}
 	c.Addr = fmt.Sprintf("127.0.0.1:%d", c.ports[0])
-	c.Start()
-	t.Cleanup(c.Stop)
-	return c
 }
 
 // FreeAddr returns a loopback address with a port that was free a moment
@@ -111,7 +123,11 @@ func freePort(t testing.TB) int {
 }
 
 // Start (re)starts the agent on its ports and waits for a leader.
-func (c *Consul) Start() {
+func (c *Consul) Start() { c.t.Helper(); c.start(false) }
+
+// start starts the agent; with retryInUse, a port taken meanwhile returns
+// false instead of failing the test.
+func (c *Consul) start(retryInUse bool) bool {
 	c.t.Helper()
 	c.mu.Lock()
 	args := []string{"agent", "-server", "-bootstrap-expect=1", "-data-dir", c.dir, "-node", "polymur-test",
@@ -142,15 +158,19 @@ tokens { initial_management = "`+c.Token+`" } }`)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
+			if retryInUse && strings.Contains(c.log.String(), "address already in use") {
+				return false
+			}
 			c.t.Fatalf("consul exited at start:\n%s", c.log)
 		default:
 		}
 		if leader(c.Addr) && c.kvWorks() {
-			return
+			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.t.Fatalf("consul on %s has no leader after 60s:\n%s", c.Addr, c.log)
+	return false
 }
 
 func leader(addr string) bool {
