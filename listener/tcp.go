@@ -62,9 +62,9 @@ type TCPConfig struct {
 	// TLS, when set, makes connections TLS (certificates, client
 	// verification for mTLS): a handshake that fails or takes over 10 s
 	// closes the connection and is counted (tls_handshake_failed).
-	TLS *tls.Config
-	Send         SendFunc
-	Logger       *slog.Logger
+	TLS    *tls.Config
+	Send   SendFunc
+	Logger *slog.Logger
 }
 
 // Counters are the listener's line and connection counts. Safe for
