@@ -31,6 +31,9 @@ type Destination struct {
 	// TLS, when set, makes the connection TLS with this configuration
 	// (transport … ssl|mtls; -destination-tls).
 	TLS *tls.Config
+	// Transport compresses the stream: "" or plain, gzip, lz4, snappy
+	// (carbon-c-relay's formats, package decode).
+	Transport string
 }
 
 // Addr is the dial address.

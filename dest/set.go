@@ -146,6 +146,9 @@ type Config struct {
 	// TLS, when set, is the TLS configuration of every destination of
 	// Destinations and PutDest that has none of its own (-destination-tls).
 	TLS *tls.Config
+	// Transport is the compression of Destinations and PutDest that name
+	// none (-destination-transport).
+	Transport string
 	// RingByAddr keys ring nodes on "host:port" instead of carbon's
 	// (host, instance) text: statsd mode, where backends are told apart by
 	// port and there is no carbon placement to match.
@@ -303,6 +306,9 @@ func New(cfg Config) (*Set, error) {
 		cfg.Destinations[i].Pickle = cfg.Destinations[i].Pickle || cfg.Pickle
 		if cfg.Destinations[i].TLS == nil {
 			cfg.Destinations[i].TLS = cfg.TLS
+		}
+		if cfg.Destinations[i].Transport == "" {
+			cfg.Destinations[i].Transport = cfg.Transport
 		}
 	}
 	var dests []*target
@@ -714,7 +720,7 @@ func (p *Set) PutDest(spec string) error {
 	if p.cfg.RingByAddr {
 		d.Key = d.Addr()
 	}
-	d.Pickle, d.TLS = p.cfg.Pickle, p.cfg.TLS
+	d.Pickle, d.TLS, d.Transport = p.cfg.Pickle, p.cfg.TLS, p.cfg.Transport
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := p.view.Load().dests

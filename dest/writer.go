@@ -96,9 +96,10 @@ type writer struct {
 	off     int // bytes of pending[0] already delivered (a line boundary)
 	bufs    net.Buffers
 
-	pbuf   []byte         // pickle: the frames of one write
-	frames []decode.Frame // pickle: where they end
-	marks  []int          // pickle: frames of pending[:i+1]
+	enc    *decode.Encoder // the connection's compressor (transport gzip, lz4, snappy); nil for plain
+	pbuf   []byte          // pickle: the frames of one write
+	frames []decode.Frame  // pickle: where they end
+	marks  []int           // pickle: frames of pending[:i+1]
 
 	tokens     float64 // spool replay budget in lines (token bucket)
 	lastRefill time.Time
@@ -378,6 +379,10 @@ func (w *writer) sleep(ctx context.Context, d time.Duration) {
 
 // writeLoop writes queued batches to conn until an error, removal or stop.
 func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
+	w.enc = nil
+	if t := w.d.Transport; t != "" && t != decode.Plain {
+		w.enc = decode.NewEncoder(t, conn) // a new stream per connection
+	}
 	peerGone := make(chan struct{})
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -478,7 +483,13 @@ func (w *writer) writeOnce(conn net.Conn) error {
 	conn.SetWriteDeadline(w.writeDeadline())
 	bufs := w.bufs
 	start := time.Now()
-	n, err := bufs.WriteTo(conn)
+	var n int64
+	var err error
+	if w.enc != nil {
+		n, err = w.writeCompressed(bufs)
+	} else {
+		n, err = bufs.WriteTo(conn)
+	}
 	if obs := w.p.cfg.ObserveWrite; obs != nil {
 		obs(time.Since(start))
 	}
@@ -517,7 +528,15 @@ func (w *writer) writePickle(conn net.Conn) error {
 	w.marks = marks
 	conn.SetWriteDeadline(w.writeDeadline())
 	start := time.Now()
-	n, err := conn.Write(w.pbuf)
+	var n int
+	var err error
+	if w.enc != nil {
+		var m int64
+		m, err = w.writeCompressed(net.Buffers{w.pbuf})
+		n = int(m)
+	} else {
+		n, err = conn.Write(w.pbuf)
+	}
 	if obs := w.p.cfg.ObserveWrite; obs != nil {
 		obs(time.Since(start))
 	}
@@ -558,6 +577,25 @@ func (w *writer) writePickle(conn net.Conn) error {
 		return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
 	}
 	return err
+}
+
+// writeCompressed sends bufs through the connection's compressor and
+// flushes it. A compressed write is whole or nothing: when the connection
+// fails, nothing counts as written (the lines go again on the next
+// connection, in a new stream; what the peer had decoded of the lost one
+// may arrive twice).
+func (w *writer) writeCompressed(bufs net.Buffers) (int64, error) {
+	var total int64
+	for _, b := range bufs {
+		if _, err := w.enc.Write(b); err != nil {
+			return 0, err
+		}
+		total += int64(len(b))
+	}
+	if err := w.enc.Flush(); err != nil {
+		return 0, err
+	}
+	return total, nil
 }
 
 // lineAt is the index of the line of b that starts at byte off.

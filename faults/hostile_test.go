@@ -489,7 +489,7 @@ func TestHostilePickle(t *testing.T) {
 			}
 		})
 	}
-	if !strings.Contains(r.Logs.String(), "closing a pickle connection") {
+	if !strings.Contains(r.Logs.String(), "closing a connection: data that does not decode") {
 		t.Fatal("no log line names the client of a bad frame")
 	}
 	r.Stop(t)

@@ -59,6 +59,10 @@ type TCPConfig struct {
 	// TagNormalize sends tagged names normalised (carbon's
 	// TAG_RELAY_NORMALIZED: tags sorted, so every spelling is one series).
 	TagNormalize bool
+	// Transport decompresses every connection's stream: "" or plain,
+	// gzip, lz4, snappy (carbon-c-relay's formats, package decode); bad
+	// data is counted by reason and closes the connection.
+	Transport string
 	// TLS, when set, makes connections TLS (certificates, client
 	// verification for mTLS): a handshake that fails or takes over 10 s
 	// closes the connection and is counted (tls_handshake_failed).
@@ -167,6 +171,9 @@ func NewTCP(cfg TCPConfig) (*TCP, error) {
 	}
 	if cfg.MaxLine < 1 || cfg.BatchSize < 1 {
 		return nil, errors.New("listener: MaxLine and BatchSize must be positive")
+	}
+	if cfg.Transport != "" && !decode.ValidTransport(cfg.Transport) {
+		return nil, fmt.Errorf("listener: unknown transport %q", cfg.Transport)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -338,8 +345,11 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 	defer func() { b.Release() }()
 
 	var in io.Reader = conn
+	if tr := t.cfg.Transport; tr != "" && tr != decode.Plain {
+		in, _ = decode.NewDecoder(tr, conn, 4*t.cfg.MaxLine*t.cfg.BatchSize+1<<20)
+	}
 	if t.cfg.Pickle {
-		pr := decode.NewPickleReader(conn, t.cfg.MaxPickleFrame)
+		pr := decode.NewPickleReader(in, t.cfg.MaxPickleFrame)
 		defer func() { t.reject(decode.ReasonBadPoint, pr.BadPoint) }()
 		in = pr
 	}
@@ -361,7 +371,7 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 		}
 		if de := (*decode.Error)(nil); errors.As(err, &de) {
 			t.reject(de.Reason, 1)
-			t.log.Warn("closing a pickle connection: bad frame", "client", conn.RemoteAddr().String(), "reason", de.Reason, "err", err)
+			t.log.Warn("closing a connection: data that does not decode", "client", conn.RemoteAddr().String(), "reason", de.Reason, "err", err)
 			break
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) && t.cfg.Pickle {

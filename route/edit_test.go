@@ -17,7 +17,8 @@ func TestParseMember(t *testing.T) {
 		{"127.0.0.1:0", "", "port must be"},
 		{"127.0.0.1:1 extra", "", "unexpected"},
 		{"127.0.0.1:1 proto udp", "", "not supported yet"},
-		{"127.0.0.1:1 transport gzip", "", "not supported yet"},
+		{"127.0.0.1:1 transport lz4 ssl", "127.0.0.1:1", ""},
+		{"127.0.0.1:1 transport brotli", "", "transport must be"},
 		{"::1:2003", "", "write it as [addr]:port"},
 		{"127.0.0.1:1;", "", "unexpected"},
 	} {

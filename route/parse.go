@@ -350,9 +350,7 @@ func (p *parser) member() (*Server, error) {
 				}
 				s.TLS, s.Cert, s.Key = "mtls", cert.text, key.text
 			}
-			if s.Transport != "plain" {
-				return nil, errAt(v, "transport %s is not supported yet (compressed links come with polymur's protocols work); use transport plain (with ssl or mtls for TLS)", s.Transport)
-			}
+
 		default:
 			return s, nil
 		}

@@ -26,10 +26,12 @@ type config struct {
 	pickleMax   int
 	udpAddr     string
 	udpBuffer   int
+	zipAddrs    map[string]*string // transport → -gzip-listen-addr, -lz4-…, -snappy-…
 	tlsAddr     string
 	tlsCert     string
 	tlsKey      string
 	tlsClientCA string
+	tlsTrans    string
 	unixPath    string
 	unixModeS   string
 	unixMode    os.FileMode
@@ -71,9 +73,14 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.pickleMax, "pickle-max-frame", decode.DefaultMaxFrame, "Largest pickle frame accepted, in bytes; a larger one is counted (pickle_frame_too_large) and closes its connection")
 	fs.StringVar(&c.udpAddr, "udp-listen-addr", "", "Graphite plaintext over UDP (carbon's ENABLE_UDP_LISTENER, usually :2003): a datagram may hold many lines, each validated like TCP's; off when empty")
 	fs.IntVar(&c.udpBuffer, "udp-read-buffer", 8<<20, "Receive buffer of the UDP socket in bytes (the kernel caps it at net.core.rmem_max); datagrams the kernel drops when it is full are counted (kernel_drops)")
+	c.zipAddrs = map[string]*string{}
+	for _, tr := range []string{decode.Gzip, decode.LZ4, decode.Snappy} {
+		c.zipAddrs[tr] = fs.String(tr+"-listen-addr", "", "Graphite plaintext compressed with "+tr+" on this address, as carbon-c-relay's 'transport "+tr+"' sends it (one gzip stream; an LZ4 frame per flush; a raw snappy block per flush); off when empty")
+	}
 	fs.StringVar(&c.tlsAddr, "tls-listen-addr", "", "Graphite plaintext over TLS (1.2 or later) on this address (carbon-c-relay's 'listen … transport plain ssl'); needs -tls-cert and -tls-key, re-read on SIGHUP; off when empty")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "Certificate (PEM) of -tls-listen-addr")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "Key (PEM) of -tls-cert")
+	fs.StringVar(&c.tlsTrans, "tls-transport", "plain", "Compression inside the TLS of -tls-listen-addr: plain, gzip, lz4 or snappy (carbon-c-relay's 'transport lz4 ssl')")
 	fs.StringVar(&c.tlsClientCA, "tls-client-ca", "", "mTLS: clients of -tls-listen-addr must present a certificate that chains to a CA in this PEM file")
 	fs.StringVar(&c.unixPath, "unix-listen-path", "", "Graphite plaintext on a unix stream socket at this path (carbon-c-relay's 'listen … proto unix'); a stale socket file is replaced; off when empty")
 	fs.StringVar(&c.unixModeS, "unix-socket-mode", "0660", "File mode of the -unix-listen-path socket (octal): who may connect")
@@ -100,6 +107,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-unix-socket-mode: %q is not an octal file mode such as 0660", c.unixModeS)
 	} else {
 		c.unixMode = os.FileMode(m)
+	}
+	if !decode.ValidTransport(c.tlsTrans) {
+		return nil, fmt.Errorf("-tls-transport: %q is not plain, gzip, lz4 or snappy", c.tlsTrans)
 	}
 	if c.tlsAddr != "" && (c.tlsCert == "" || c.tlsKey == "") {
 		return nil, fmt.Errorf("-tls-listen-addr needs -tls-cert and -tls-key")

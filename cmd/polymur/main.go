@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/polymur/polymur/admin"
+	"github.com/polymur/polymur/decode"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
 )
@@ -98,9 +99,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ins.add("pickle", pl)
 		relay.Addrs["pickle"] = pl.Addr().String()
 	}
+	for _, tr := range []string{decode.Gzip, decode.LZ4, decode.Snappy} {
+		if addr := *c.zipAddrs[tr]; addr != "" {
+			zc := tcp
+			zc.Addr, zc.Pickle, zc.Transport = addr, false, tr
+			zl, err := listener.NewTCP(zc)
+			if err != nil {
+				relay.Close()
+				return fmt.Errorf("-%s-listen-addr: %w", tr, err)
+			}
+			ins.add(tr, zl)
+			relay.Addrs[tr] = zl.Addr().String()
+		}
+	}
 	if certs != nil {
 		tc := tcp
-		tc.Addr, tc.Pickle = c.tlsAddr, false
+		tc.Addr, tc.Pickle, tc.Transport = c.tlsAddr, false, c.tlsTrans
 		tc.TLS = &tls.Config{GetCertificate: certs.Get, MinVersion: tls.VersionTLS12}
 		if c.tlsClientCA != "" {
 			pool, err := daemon.ClientCAs(c.tlsClientCA)

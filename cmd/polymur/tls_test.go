@@ -130,3 +130,37 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatalf("%d lines: %q", sink.Count(), sink.Lines())
 	}
 }
+
+// Compressed links, polymur to polymur: by flags (-destination-transport
+// into -gzip-listen-addr, -lz4-…, -snappy-…) and by -config (transport lz4
+// ssl: compressed inside TLS), every line arrives once.
+func TestCompressedLinks(t *testing.T) {
+	for _, tr := range []string{"gzip", "lz4", "snappy"} {
+		t.Run(tr, func(t *testing.T) {
+			sink := testutil.NewSink(t)
+			b := start(t, "-"+tr+"-listen-addr", "127.0.0.1:0", "-destinations", sink.Addr())
+			a := start(t, "-destinations", b.Addrs[tr], "-destination-transport", tr)
+			for k := range 5 { // several writes on one connection: one stream, many flushes
+				a.Send(t, "listen", tlsLines(fmt.Sprintf("%s%d", tr, k), 2000))
+				if !sink.WaitCount(2000*(k+1), limit) {
+					t.Fatalf("%d of %d lines over %s", sink.Count(), 2000*(k+1), tr)
+				}
+			}
+			if st := a.Ask(t, "api", "stats"); testutil.JSONInt(st, "reconnects") != 0 {
+				t.Fatalf("the %s link reconnected: %s", tr, st)
+			}
+		})
+	}
+	t.Run("lz4 inside TLS by -config", func(t *testing.T) {
+		cert := testutil.NewTLSFiles(t)
+		sink := testutil.NewSink(t)
+		b := start(t, "-tls-listen-addr", "127.0.0.1:0", "-tls-transport", "lz4", "-tls-cert", cert.CertFile, "-tls-key", cert.KeyFile, "-destinations", sink.Addr())
+		conf := filepath.Join(t.TempDir(), "z.conf")
+		os.WriteFile(conf, []byte(fmt.Sprintf("cluster z forward %s transport lz4 ssl;\nmatch * send to z;\n", b.Addrs["tls"])), 0o600)
+		a := start(t, "-config", conf, "-destination-ca", cert.CertFile)
+		a.Send(t, "listen", tlsLines("lz4conf", 3000))
+		if !sink.WaitCount(3000, limit) {
+			t.Fatalf("%d of 3000 lines over lz4 in TLS by -config", sink.Count())
+		}
+	})
+}

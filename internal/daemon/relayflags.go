@@ -15,6 +15,7 @@ import (
 
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/decode"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/route"
 )
@@ -33,6 +34,7 @@ type RelayFlags struct {
 	DestProtocol             string
 	TagNormalize             bool
 	DestTLS                  bool
+	DestTransport            string
 	DestCA                   string
 	DestCert, DestKey        string
 	destTLS                  *tls.Config // from the four above, by Check
@@ -87,6 +89,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
+	fs.StringVar(&f.DestTransport, "destination-transport", "plain", "Compression of the links to -destinations, as carbon-c-relay's transport: plain, gzip (one stream), lz4 (a frame per write) or snappy (a raw block per write; only for peers that read blocks whole)")
 	fs.BoolVar(&f.DestTLS, "destination-tls", false, "Connect to -destinations (and putdest ones) over TLS (1.2 or later), verifying each server's certificate against the system roots and -destination-ca")
 	fs.StringVar(&f.DestCA, "destination-ca", "", "PEM file of CA certificates trusted for destination TLS besides the system's (carbon-c-relay's -C); also for -config servers with transport … ssl|mtls")
 	fs.StringVar(&f.DestCert, "destination-cert", "", "Client certificate (PEM) presented to -destinations over TLS (mTLS); needs -destination-key")
@@ -145,12 +148,18 @@ func (f *RelayFlags) Check() error {
 			return fmt.Errorf("-destination-ca: %w", err)
 		}
 	}
+	if !decode.ValidTransport(f.DestTransport) {
+		return fmt.Errorf("-destination-transport: %q is not plain, gzip, lz4 or snappy", f.DestTransport)
+	}
 	if f.DestProtocol != "line" && f.DestProtocol != "pickle" {
 		return fmt.Errorf("-destination-protocol: %q is not line or pickle", f.DestProtocol)
 	}
 	if f.ConfigFile != "" {
 		if f.DestProtocol != "line" {
 			return errors.New("-destination-protocol with -config: give each pickle server \"type pickle\" in the configuration")
+		}
+		if f.DestTransport != "plain" {
+			return errors.New("-destination-transport with -config: give each server its transport in the configuration")
 		}
 		if f.destTLS != nil {
 			return errors.New("-destination-tls with -config: give each TLS server \"transport plain ssl\" (or mtls CERT KEY) in the configuration; -destination-ca names the CA")
@@ -340,7 +349,8 @@ func (f *RelayFlags) DestConfig() dest.Config {
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle", TLS: f.destTLS,
-		Dial: f.Dial, RingByAddr: f.RingByAddr,
+		Transport: f.DestTransport,
+		Dial:      f.Dial, RingByAddr: f.RingByAddr,
 	}
 }
 

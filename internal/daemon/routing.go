@@ -122,10 +122,10 @@ func destinations(t *route.Table, ca string) ([]dest.Destination, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.Pickle = s.Pickle
+		d.Pickle, d.Transport = s.Pickle, s.Transport
 		if s.TLS != "" {
 			if d.TLS, err = ClientTLS(ca, s.Cert, s.Key); err != nil {
-				return nil, fmt.Errorf("server %s (transport plain %s): %w", s.Addr(), s.TLS, err)
+				return nil, fmt.Errorf("server %s (transport %s %s): %w", s.Addr(), s.Transport, s.TLS, err)
 			}
 		}
 		out = append(out, d)
