@@ -131,7 +131,7 @@ func (t *Table) rebuild(members map[string][]*Server, what string) (*Table, erro
 	if err := nt.resolve(); err != nil {
 		return nil, err
 	}
-	nt.Ignored, nt.index, nt.lits, nt.needsRest = t.Ignored, t.index, t.lits, t.needsRest
+	nt.Ignored, nt.Listeners, nt.index, nt.lits, nt.needsRest = t.Ignored, t.Listeners, t.index, t.lits, t.needsRest
 	return nt, nil
 }
 

@@ -83,6 +83,24 @@ func (t *Table) Format(w io.Writer) error {
 		}
 		b.WriteString("    ;\n")
 	}
+	for _, l := range t.Listeners {
+		b.WriteString("listen\n    type " + l.Type)
+		if l.Transport != "plain" || l.PEMCert != "" {
+			b.WriteString(" transport " + l.Transport)
+			if l.PEMCert != "" {
+				b.WriteString(" ssl " + quote(l.PEMCert))
+			}
+		}
+		b.WriteString("\n")
+		for _, a := range l.Addrs {
+			addr := a.Addr
+			if a.Proto == "unix" {
+				addr = quote(addr)
+			}
+			b.WriteString("        " + addr + " proto " + a.Proto + "\n")
+		}
+		b.WriteString("    ;\n")
+	}
 	for _, n := range t.Ignored {
 		b.WriteString("# " + n + "\n")
 	}

@@ -140,7 +140,9 @@ func (p *parser) statement(depth int) error {
 		return p.include(t, depth)
 	case "aggregate":
 		return errAt(t, "aggregate is not supported yet (it comes with polymur's aggregation work); remove or comment out this block")
-	case "listen", "statistics", "send", "logout", "logerr":
+	case "listen":
+		return p.listen(t)
+	case "statistics", "send", "logout", "logerr":
 		// Parsed over and kept as a note: polymur listens on its own flags
 		// and reports through -metrics-flush and the admin port.
 		start := t
@@ -150,7 +152,7 @@ func (p *parser) statement(depth int) error {
 		if err := p.endStatement(); err != nil {
 			return err
 		}
-		p.t.Ignored = append(p.t.Ignored, fmt.Sprintf("%s: %s statement ignored (polymur's own flags listen and report)", start.pos(), start.text))
+		p.t.Ignored = append(p.t.Ignored, fmt.Sprintf("%s: %s statement ignored (polymur reports through -metrics-flush and the admin port)", start.pos(), start.text))
 		return nil
 	}
 	return errAt(t, "unknown statement %q (want cluster, match, rewrite, include, aggregate, listen or statistics)", t.text)

@@ -18,6 +18,12 @@ func TestParseErrorsNamePlace(t *testing.T) {
 		{"bad port", "cluster a forward 127.0.0.1:99999;", "port must be"},
 		{"bare ipv6", "cluster a forward ::1:2003;", "[addr]:port"},
 		{"empty instance", "cluster a carbon_ch 127.0.0.1:2003=;", "empty instance"},
+		{"listen without address", "listen type linemode;", "listen without an address"},
+		{"listen bad port", "listen type linemode 99999 proto tcp;", "port must be"},
+		{"listen bad proto", "listen type linemode 2003 proto sctp;", "proto must be tcp, udp or unix"},
+		{"listen pickle over udp", "listen type pickle 2004 proto udp;", "pickle is read over TCP only"},
+		{"listen gzip over udp", "listen type linemode transport gzip 2003 proto udp;", "UDP listeners take plain lines only"},
+		{"listen bad type", "listen type carbon2 2003 proto tcp;", "listen type must be"},
 		{"unknown transport", "cluster a forward 127.0.0.1:2003 transport zstd ssl;", "transport must be plain, gzip, lz4 or snappy"},
 		{"mtls without a key", "cluster a forward 127.0.0.1:2003 transport plain mtls cert.pem;", "a key file"},
 		{"udp refused", "cluster a forward 127.0.0.1:2003 proto udp;", "proto udp"},
@@ -66,6 +72,9 @@ cluster ch carbon_ch replication 2 dynamic
     ;
 cluster f file ip /tmp/x;
 listen type linemode 2003 proto tcp;
+listen type linemode transport gzip ssl /etc/relay.pem 127.0.0.1:2013 proto tcp [::1]:2014 proto tcp;
+listen type linemode 2003 proto udp /run/carbon.sock proto unix;
+listen type pickle 2004 proto tcp;
 statistics submit every 60 seconds prefix with carbon.relays.x;
 send statistics to ch stop;
 match * validate ^[0-9]+\ [0-9]+$ else log route using ^([^.]+) send to "quoted name" ch stop;
@@ -75,8 +84,14 @@ rewrite "^a b" into c;
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tb.Clusters) != 4 || len(tb.Rules) != 2 || len(tb.Ignored) != 3 {
-		t.Fatalf("%d clusters, %d rules, %d ignored", len(tb.Clusters), len(tb.Rules), len(tb.Ignored))
+	if len(tb.Clusters) != 4 || len(tb.Rules) != 2 || len(tb.Ignored) != 2 || len(tb.Listeners) != 4 {
+		t.Fatalf("%d clusters, %d rules, %d ignored, %d listeners", len(tb.Clusters), len(tb.Rules), len(tb.Ignored), len(tb.Listeners))
+	}
+	if l := tb.Listeners[1]; l.Transport != "gzip" || l.PEMCert != "/etc/relay.pem" || l.Addrs[0].Addr != "127.0.0.1:2013" || l.Addrs[1].Addr != "[::1]:2014" {
+		t.Fatalf("listener %+v", l)
+	}
+	if l := tb.Listeners[2]; l.Addrs[0] != (ListenAddr{":2003", "udp"}) || l.Addrs[1] != (ListenAddr{"/run/carbon.sock", "unix"}) {
+		t.Fatalf("listener %+v", l)
 	}
 	ch := tb.Cluster("ch")
 	if ch.Replication != 2 || !ch.Dynamic || ch.Members[1].Port != 2003 || ch.Members[1].Instance != "b" {

@@ -104,7 +104,8 @@ type Table struct {
 	Clusters  []*Cluster
 	Rules     []Rule
 	Servers   []*Server // every distinct host:port, in order of appearance
-	Ignored   []string  // statements read and not applied (listen, statistics)
+	Ignored   []string  // statements read and not applied (statistics)
+	Listeners []Listener
 	byName    map[string]*Cluster
 	byAddr    map[string]*Server
 	index     []*prefixIndex // per rule: the prefix index covering it, or nil

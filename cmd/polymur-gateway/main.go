@@ -49,6 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
+	if c.Table != nil && len(c.Table.Listeners) > 0 {
+		log.Info("the configuration's listen statements are for polymur; the gateway listens on -listen-http-port and -listen-https-port", "config", c.ConfigFile)
+	}
 	relay, err := daemon.NewRelay("polymur-gateway", &c.RelayFlags, stdout, log)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ type config struct {
 	daemon.RelayFlags
 	clients     daemon.ClientFlags
 	listenAddr  string
+	listenGiven bool // -listen-addr (or its variable) was set: it listens besides -config's listen statements
 	pickleAddr  string
 	pickleMax   int
 	udpAddr     string
@@ -93,6 +94,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	if err := daemon.ParseFlags(fs, "POLYMUR", args); err != nil {
 		return nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { c.listenGiven = c.listenGiven || f.Name == "listen-addr" })
+	c.listenGiven = c.listenGiven || os.Getenv(daemon.EnvName("POLYMUR", "listen-addr")) != ""
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,13 +83,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns}
 	var ins intakes
 	defer ins.closeUnlessRun()
-	lis, err := listener.NewTCP(tcp)
-	if err != nil {
-		relay.Close()
-		return fmt.Errorf("-listen-addr: %w", err)
+	// -config's listen statements replace -listen-addr unless it is given.
+	if c.Table == nil || len(c.Table.Listeners) == 0 || c.listenGiven {
+		lis, err := listener.NewTCP(tcp)
+		if err != nil {
+			relay.Close()
+			return fmt.Errorf("-listen-addr: %w", err)
+		}
+		ins.add("listen", lis)
+		relay.Addrs["listen"] = lis.Addr().String()
 	}
-	ins.add("listen", lis)
-	relay.Addrs["listen"] = lis.Addr().String()
+	if c.Table != nil {
+		if err := configListeners(c, tcp, relay, &ins, log); err != nil {
+			relay.Close()
+			return err
+		}
+	}
 	if c.pickleAddr != "" {
 		tcp.Addr, tcp.Pickle, tcp.MaxPickleFrame = c.pickleAddr, true, c.pickleMax
 		pl, err := listener.NewTCP(tcp)
@@ -258,4 +268,48 @@ func (in *intakes) intake() daemon.Intake {
 			return m
 		},
 	}
+}
+
+// configListeners binds -config's listen statements: each address becomes
+// a TCP, UDP or unix listener of its type (linemode or pickle), transport
+// and TLS certificate. They are bound at start; a reload does not rebind.
+func configListeners(c *config, base listener.TCPConfig, relay *daemon.Relay, ins *intakes, log *slog.Logger) error {
+	for li, l := range c.Table.Listeners {
+		var tlsCfg *tls.Config
+		if l.PEMCert != "" {
+			certs, err := listener.NewCerts(l.PEMCert, l.PEMCert, log)
+			if err != nil {
+				return fmt.Errorf("%s: listen … ssl %s: %w", l.Pos, l.PEMCert, err)
+			}
+			tlsCfg = &tls.Config{GetCertificate: certs.Get, MinVersion: tls.VersionTLS12}
+		}
+		for ai, a := range l.Addrs {
+			name := fmt.Sprintf("config%d.%d", li+1, ai+1)
+			if a.Proto == "udp" {
+				u, err := listener.NewUDP(listener.UDPConfig{Addr: a.Addr, Level: c.Level, MaxLine: c.MaxLine,
+					ReadBuffer: c.udpBuffer, Send: relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize})
+				if err != nil {
+					return fmt.Errorf("%s: listen %s proto udp: %w", l.Pos, a.Addr, err)
+				}
+				ins.add(name, u)
+				relay.Addrs[name] = u.Addr().String()
+				continue
+			}
+			lc := base
+			lc.Addr, lc.Pickle, lc.Transport, lc.TLS, lc.MaxPickleFrame = a.Addr, l.Type == "pickle", l.Transport, tlsCfg, c.pickleMax
+			if a.Proto == "unix" {
+				lc.Unix, lc.UnixMode = a.Addr, c.unixMode
+			}
+			tl, err := listener.NewTCP(lc)
+			if err != nil {
+				return fmt.Errorf("%s: listen %s proto %s: %w", l.Pos, a.Addr, a.Proto, err)
+			}
+			ins.add(name, tl)
+			relay.Addrs[name] = tl.Addr().String()
+			if _, ok := relay.Addrs["listen"]; !ok && a.Proto == "tcp" && l.Type == "linemode" && tlsCfg == nil && l.Transport == "plain" {
+				relay.Addrs["listen"] = tl.Addr().String()
+			}
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -135,5 +136,58 @@ func TestTagNormalize(t *testing.T) {
 	}
 	if len(series) != 50 {
 		t.Fatalf("%d series, want 50 (4 spellings each)", len(series))
+	}
+}
+
+// -config's listen statements: polymur listens where they say — TCP, UDP,
+// a unix socket, pickle (a polymur extension) and gzip — instead of
+// -listen-addr, unless -listen-addr is given too.
+func TestConfigListenStatements(t *testing.T) {
+	sink := testutil.NewSink(t)
+	dir := t.TempDir()
+	tcpA, pickleA, gzipA, udpA := testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t), testutil.FreeAddr(t)
+	sock := filepath.Join(dir, "relay.sock")
+	conf := filepath.Join(dir, "relay.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`cluster s forward %s;
+listen type linemode %s proto tcp %s proto udp %s proto unix;
+listen type pickle %s proto tcp;
+listen type linemode transport gzip %s proto tcp;
+match * send to s;
+`, sink.Addr(), tcpA, udpA, sock, pickleA, gzipA)), 0o600)
+	var out strings.Builder
+	if err := run(context.Background(), []string{"-config", conf, "-check-config"}, strings.NewReader(""), &out, io.Discard, nil); err != nil || strings.Count(out.String(), "listen\n") != 3 {
+		t.Fatalf("-check-config: %v\n%s", err, out.String())
+	}
+	d := testutil.StartDaemon(t, runNoStdin, "-config", conf, "-api-addr", "127.0.0.1:0", "-stat-addr", "")
+	if _, ok := d.Addrs["listen"]; !ok || d.Addrs["listen"] != tcpA {
+		t.Fatalf("addresses %v: the first plain TCP listen statement should be the line listener", d.Addrs)
+	}
+	testutil.SendTCP(t, tcpA, []byte("cfg.tcp 1 1700000000\n"))
+	u, _ := net.Dial("udp", udpA)
+	u.Write([]byte("cfg.udp 1 1700000000\n"))
+	u.Close()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("cfg.unix 1 1700000000\n"))
+	c.Close()
+	p, _ := os.ReadFile(filepath.Join("..", "..", "decode", "testdata", "lists.pickle"))
+	testutil.SendTCP(t, pickleA, append([]byte{0, 0, 0, byte(len(p))}, p...))
+	var gz strings.Builder
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("cfg.gzip 1 1700000000\n"))
+	zw.Close()
+	testutil.SendTCP(t, gzipA, []byte(gz.String()))
+	if !sink.WaitCount(6, limit) {
+		t.Fatalf("%d of 6 lines through the configured listeners: %q", sink.Count(), sink.Lines())
+	}
+	// With -listen-addr given as well, both listen.
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	d = testutil.StartDaemon(t, runNoStdin, "-config", conf, "-listen-addr", "127.0.0.1:0", "-api-addr", "127.0.0.1:0", "-stat-addr", "")
+	if d.Addrs["listen"] == tcpA || d.Addrs["config1.1"] != tcpA {
+		t.Fatalf("addresses %v", d.Addrs)
 	}
 }
