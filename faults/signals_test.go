@@ -123,3 +123,40 @@ func TestGatewaySighupReloadsCertificate(t *testing.T) {
 	}
 	gw.Stop(t)
 }
+
+// SIGHUP on polymur with -tls-listen-addr re-reads its certificate: new
+// connections get the renewed one, and a connection opened before keeps
+// working — nothing is dropped.
+func TestPolymurSighupReloadsCertificate(t *testing.T) {
+	s := testutil.NewSink(t)
+	files := testutil.NewTLSFiles(t)
+	tlsAddr := testutil.FreeAddr(t)
+	r := startPolymur(t, "-destinations", s.Addr(), "-tls-listen-addr", tlsAddr, "-tls-cert", files.CertFile, "-tls-key", files.KeyFile)
+	dial := func() *tls.Conn {
+		c, err := tls.Dial("tcp", tlsAddr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	old := dial()
+	defer old.Close()
+	before := old.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	old.Write([]byte("tls.before 1 1700000000\n"))
+	next := testutil.NewTLSFiles(t)
+	for _, p := range [][2]string{{next.CertFile, files.CertFile}, {next.KeyFile, files.KeyFile}} {
+		b, _ := os.ReadFile(p[0])
+		os.WriteFile(p[1], b, 0o600)
+	}
+	r.Cmd.Process.Signal(syscall.SIGHUP)
+	testutil.WaitFor(t, "the renewed certificate served", limit, func() bool {
+		c := dial()
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String() != before
+	})
+	old.Write([]byte("tls.after 2 1700000000\n")) // the old connection still carries lines
+	if !s.WaitCount(2, limit) {
+		t.Fatalf("%d of 2 lines on the connection opened before the reload", s.Count())
+	}
+	r.Stop(t)
+}
