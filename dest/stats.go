@@ -57,7 +57,11 @@ type DestStats struct {
 	Unacknowledged uint64 `json:"unacknowledged,omitempty"`
 	// ClosedAfterWrite counts lines written in the second before the peer
 	// closed the connection: most likely discarded (a protocol mismatch).
-	ClosedAfterWrite  uint64    `json:"closed_after_write,omitempty"`
+	ClosedAfterWrite uint64 `json:"closed_after_write,omitempty"`
+	// Resent counts lines written first after a quiet spell into a
+	// connection that was lost before the peer acknowledged them: they
+	// went again on the next connection.
+	Resent            uint64    `json:"resent,omitempty"`
 	SpoolCorruptBytes int64     `json:"spool_corrupt_bytes,omitempty"`
 	LastError         string    `json:"last_error,omitempty"`
 	Held              bool      `json:"held,omitempty"`  // out of service by a failed health check
@@ -117,7 +121,7 @@ func (p *Set) Stats() Stats {
 			Registered:     d.registered,
 			Held:           d.held.Load(),
 			Holds:          d.holds.Load(),
-			Unacknowledged: d.unacked.Load(), ClosedAfterWrite: d.closedAfterWrite.Load(),
+			Unacknowledged: d.unacked.Load(), ClosedAfterWrite: d.closedAfterWrite.Load(), Resent: d.resent.Load(),
 		}
 		if d.sp != nil {
 			ds.Spooled, ds.Replayed, ds.SpoolBytes, ds.SpoolLines = d.spooled.Load(), d.replayed.Load(), d.sp.Bytes(), d.sp.Lines()

@@ -42,6 +42,7 @@ type target struct {
 	// closedAfterWrite counts lines written in the second before the peer
 	// closed the connection (a protocol mismatch discards them).
 	closedAfterWrite atomic.Uint64
+	resent           atomic.Uint64 // lines sent again: their connection was lost before the peer acknowledged them
 	dropped          atomic.Uint64
 	reconnects       atomic.Uint64
 	lastErr          atomic.Pointer[string]
@@ -97,6 +98,7 @@ type writer struct {
 	bufs    net.Buffers
 
 	enc    *decode.Encoder // the connection's compressor (transport gzip, lz4, snappy); nil for plain
+	tail   []*batch.Batch  // written first after idle, kept until acknowledged (settleTail)
 	pbuf   []byte          // pickle: the frames of one write
 	frames []decode.Frame  // pickle: where they end
 	marks  []int           // pickle: frames of pending[:i+1]
@@ -389,8 +391,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 	defer conn.Close()
 	defer func() {
 		if err != nil && !errors.Is(err, errStop) && !errors.Is(err, errRemoved) && !errors.Is(err, errHeld) {
-			w.noteUnacked(conn)
+			w.noteUnacked(conn, w.requeueTail())
 		}
+		w.releaseTail()
 	}()
 	// Shutdown brings the write deadline in to the drain deadline, so a
 	// write blocked on a stalled peer cannot outlast -drain-timeout.
@@ -417,7 +420,16 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 			if len(w.pending) == 0 {
 				idle = true
 				spoolCh, wait := w.replayChan()
+				var tailCheck <-chan time.Time
+				if len(w.tail) > 0 {
+					w.settleTail(conn, peerGone)
+					if len(w.tail) > 0 {
+						tailCheck = time.After(20 * time.Millisecond) // until the peer has acknowledged them
+					}
+				}
 				select {
+				case <-tailCheck:
+					continue
 				case rec := <-spoolCh:
 					w.replay(&rec)
 					continue
@@ -455,11 +467,75 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 		if w.d.held.Load() {
 			return errHeld
 		}
+		w.settleTail(conn, peerGone)
+		if idle && len(w.tail) == 0 && w.enc == nil && !w.d.Pickle && w.d.File == "" {
+			// The first write after a quiet spell may go into a connection
+			// the peer closed a moment ago (its FIN still on the way): keep
+			// those lines until the peer's TCP has acknowledged them, and
+			// send them again on the next connection if it never does.
+			for _, b := range w.pending {
+				b.Retain(1)
+				w.tail = append(w.tail, b)
+			}
+		}
 		idle = false
 		if err := w.writeOnce(conn); err != nil {
 			return err
 		}
 	}
+}
+
+// settleTail lets go of the kept first-after-idle lines once the kernel
+// holds nothing unacknowledged for conn.
+// A reset purges the kernel's queue too, so the connection must also still
+// be open: a peer that reset it never took them.
+func (w *writer) settleTail(conn net.Conn, peerGone <-chan struct{}) {
+	if len(w.tail) == 0 || unsentBytes(conn) != 0 || peerClosed(conn) {
+		return
+	}
+	select {
+	case <-peerGone:
+		return
+	default:
+	}
+	w.releaseTail()
+}
+
+func (w *writer) releaseTail() {
+	for i, b := range w.tail {
+		b.Release()
+		w.tail[i] = nil
+	}
+	w.tail = w.tail[:0]
+}
+
+// requeueTail puts the kept first-after-idle lines that were written whole
+// back at the head of the queue (the connection was lost before the peer
+// acknowledged them) and returns their bytes.
+func (w *writer) requeueTail() int {
+	if len(w.tail) == 0 {
+		return 0
+	}
+	var back []*batch.Batch
+	n, bytes := 0, 0
+	for i, b := range w.tail {
+		if slices.Contains(w.pending, b) {
+			b.Release() // still pending: it goes again anyway
+		} else {
+			back = append(back, b)
+			n += b.Len()
+			bytes += len(b.Buf)
+		}
+		w.tail[i] = nil
+	}
+	w.tail = w.tail[:0]
+	if len(back) > 0 {
+		w.d.sent.Add(^uint64(n - 1))
+		w.d.sentBytes.Add(^uint64(bytes - 1))
+		w.d.q.pushFront(back)
+		w.d.resent.Add(uint64(n))
+	}
+	return bytes
 }
 
 // writeOnce writes the pending batches with one vectored write. On error the
@@ -608,9 +684,9 @@ func lineAt(b *batch.Batch, off int) int {
 // held for it: written, so counted as sent, but never acknowledged by the
 // peer and probably lost with the connection. An estimate from the bytes
 // left (SIOCOUTQ) and the destination's mean line length.
-func (w *writer) noteUnacked(conn net.Conn) {
-	left := unsentBytes(conn)
-	if left == 0 {
+func (w *writer) noteUnacked(conn net.Conn, requeued int) {
+	left := unsentBytes(conn) - requeued // what goes again is not lost
+	if left <= 0 {
 		return
 	}
 	lines, bytes := w.d.sent.Load(), w.d.sentBytes.Load()

@@ -22,7 +22,7 @@ type config struct {
 	daemon.RelayFlags
 	clients     daemon.ClientFlags
 	listenAddr  string
-	listenGiven bool // -listen-addr (or its variable) was set: it listens besides -config's listen statements
+	listenGiven bool // -listen-addr (or its variable) was set: it replaces -config's listen statements
 	pickleAddr  string
 	pickleMax   int
 	udpAddr     string

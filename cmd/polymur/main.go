@@ -83,7 +83,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns}
 	var ins intakes
 	defer ins.closeUnlessRun()
-	// -config's listen statements replace -listen-addr unless it is given.
+	// -config's listen statements replace -listen-addr; given, -listen-addr
+	// replaces them.
 	if c.Table == nil || len(c.Table.Listeners) == 0 || c.listenGiven {
 		lis, err := listener.NewTCP(tcp)
 		if err != nil {
@@ -93,8 +94,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		ins.add("listen", lis)
 		relay.Addrs["listen"] = lis.Addr().String()
 	}
-	if c.Table != nil {
-		if err := configListeners(c, tcp, relay, &ins, log); err != nil {
+	if c.Table != nil && len(c.Table.Listeners) > 0 {
+		if c.listenGiven {
+			log.Info("-listen-addr is given: the configuration's listen statements are not used", "config", c.ConfigFile, "listen_addr", c.listenAddr)
+		} else if err := configListeners(c, tcp, relay, &ins, log); err != nil {
 			relay.Close()
 			return err
 		}
