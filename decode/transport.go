@@ -291,10 +291,10 @@ func streamErr(reason string, err error) error {
 	return &Error{Reason: reason, Msg: fmt.Sprintf("%s: %v", reason, err)}
 }
 
-// snappyReader decompresses raw snappy blocks, as carbon-c-relay does: each
-// read is taken to end a block; when what was read does not decompress yet,
-// more is read until it does (up to max). This only works when blocks
-// arrive whole and apart, carbon-c-relay's own limitation.
+// snappyReader decompresses raw snappy blocks, carbon-c-relay's format (a
+// block per flush, no framing). It finds where each block ends by walking
+// its elements, so blocks split over reads or glued together in one are
+// read correctly (carbon-c-relay itself needs each read to be one block).
 type snappyReader struct {
 	r   io.Reader
 	max int
@@ -305,27 +305,28 @@ type snappyReader struct {
 
 func (s *snappyReader) Read(p []byte) (int, error) {
 	for s.off == len(s.out) {
-		if len(s.in) >= cap(s.in) {
+		if end, err := snappyBlockEnd(s.in, s.max); err != nil {
+			return 0, err
+		} else if end > 0 {
+			out, derr := snappy.Decode(s.out[:cap(s.out)], s.in[:end])
+			if derr != nil {
+				return 0, &Error{Reason: ReasonSnappy, Msg: "snappy: " + derr.Error()}
+			}
+			s.out, s.off = out, 0
+			s.in = append(s.in[:0], s.in[end:]...)
+			continue
+		}
+		if len(s.in) == cap(s.in) {
 			s.in = append(s.in, make([]byte, 64<<10)...)[:len(s.in)]
 		}
 		n, err := s.r.Read(s.in[len(s.in):cap(s.in)])
 		s.in = s.in[:len(s.in)+n]
-		if len(s.in) > 0 {
-			if size, derr := snappy.DecodedLen(s.in); derr == nil && size <= s.max {
-				if out, derr := snappy.Decode(s.out[:0], s.in); derr == nil {
-					s.out, s.off, s.in = out, 0, s.in[:0]
-					continue
-				}
-			} else if derr == nil {
-				return 0, &Error{Reason: ReasonSnappy, Msg: fmt.Sprintf("snappy block of %d bytes exceeds %d", size, s.max)}
-			}
-			if len(s.in) > s.max {
-				return 0, &Error{Reason: ReasonSnappy, Msg: "snappy: data that is no whole block"}
-			}
-		}
 		if err != nil {
+			if n > 0 {
+				continue // decode what came first
+			}
 			if errors.Is(err, io.EOF) && len(s.in) > 0 {
-				return 0, &Error{Reason: ReasonSnappy, Msg: "snappy: stream ended in a block"}
+				return 0, &Error{Reason: ReasonSnappy, Msg: "snappy: the stream ended inside a block"}
 			}
 			return 0, err
 		}
@@ -333,4 +334,69 @@ func (s *snappyReader) Read(p []byte) (int, error) {
 	n := copy(p, s.out[s.off:])
 	s.off += n
 	return n, nil
+}
+
+// snappyBlockEnd returns the length of the whole raw snappy block at the
+// start of b, 0 when b holds only part of one, or an *Error when it is not
+// a block (or would decode to more than max bytes).
+func snappyBlockEnd(b []byte, max int) (int, error) {
+	bad := func(why string) (int, error) { return 0, &Error{Reason: ReasonSnappy, Msg: "snappy: " + why} }
+	want, i := uint64(0), 0
+	for shift := uint(0); ; shift += 7 {
+		if i == len(b) {
+			return 0, nil
+		}
+		if shift > 28 {
+			return bad("bad block length")
+		}
+		c := b[i]
+		i++
+		want |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			break
+		}
+	}
+	if want > uint64(max) {
+		return bad(fmt.Sprintf("block of %d bytes exceeds %d", want, max))
+	}
+	for got := uint64(0); got < want; {
+		if i == len(b) {
+			return 0, nil
+		}
+		tag := b[i]
+		var n, skip int
+		switch tag & 3 {
+		case 0: // literal
+			n = int(tag>>2) + 1
+			skip = 1
+			if x := int(tag >> 2); x >= 60 {
+				w := x - 59 // 1..4 length bytes
+				if i+1+w > len(b) {
+					return 0, nil
+				}
+				n = 0
+				for k := w - 1; k >= 0; k-- {
+					n = n<<8 | int(b[i+1+k])
+				}
+				n++
+				skip = 1 + w
+			}
+			skip += n
+		case 1:
+			n, skip = int(tag>>2&7)+4, 2
+		case 2:
+			n, skip = int(tag>>2)+1, 3
+		case 3:
+			n, skip = int(tag>>2)+1, 5
+		}
+		if i+skip > len(b) {
+			return 0, nil
+		}
+		i += skip
+		got += uint64(n)
+		if got > want {
+			return bad("block longer than its length")
+		}
+	}
+	return i, nil
 }

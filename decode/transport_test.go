@@ -99,3 +99,40 @@ func FuzzTransports(f *testing.F) {
 		io.Copy(io.Discard, io.LimitReader(dec, 1<<22))
 	})
 }
+
+// Snappy blocks glued together in one read, or split over many, are read
+// whole (carbon-c-relay needs a read to be exactly one block).
+func TestSnappyBlocksGluedAndSplit(t *testing.T) {
+	var wire bytes.Buffer
+	enc := NewEncoder(Snappy, &wire)
+	var want strings.Builder
+	for f := range 30 {
+		for i := range 40 + f {
+			line := fmt.Sprintf("sn.f%d.m%d %d 1700000000\n", f, i, i*f)
+			enc.Write([]byte(line))
+			want.WriteString(line)
+		}
+		enc.Flush()
+	}
+	for _, size := range []int{1, 7, 100, 4096, 1 << 20} {
+		dec, _ := NewDecoder(Snappy, &chunked{b: wire.Bytes(), size: size}, 1<<20)
+		got, err := io.ReadAll(dec)
+		if err != nil || string(got) != want.String() {
+			t.Fatalf("reads of %d bytes: %d of %d bytes (%v)", size, len(got), want.Len(), err)
+		}
+	}
+}
+
+type chunked struct {
+	b    []byte
+	size int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), c.size)], c.b)
+	c.b = c.b[n:]
+	return n, nil
+}

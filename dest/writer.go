@@ -98,10 +98,13 @@ type writer struct {
 	bufs    net.Buffers
 
 	enc    *decode.Encoder // the connection's compressor (transport gzip, lz4, snappy); nil for plain
-	tail   []*batch.Batch  // written first after idle, kept until acknowledged (settleTail)
-	pbuf   []byte          // pickle: the frames of one write
-	frames []decode.Frame  // pickle: where they end
-	marks  []int           // pickle: frames of pending[:i+1]
+	tail   []*batch.Batch  // written first after a quiet spell, kept until acknowledged (settleTail)
+	tailAt time.Time       // when the tail was written
+	// quietSince is when the writer last found nothing to write.
+	quietSince time.Time
+	pbuf       []byte         // pickle: the frames of one write
+	frames     []decode.Frame // pickle: where they end
+	marks      []int          // pickle: frames of pending[:i+1]
 
 	tokens     float64 // spool replay budget in lines (token bucket)
 	lastRefill time.Time
@@ -379,6 +382,11 @@ func (w *writer) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// quietSpell is how long a writer must have had nothing to write for its
+// next write to be held until acknowledged: long enough for a peer's close
+// to have happened unnoticed, and rare under load.
+const quietSpell = 10 * time.Millisecond
+
 // writeLoop writes queued batches to conn until an error, removal or stop.
 func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 	w.enc = nil
@@ -391,7 +399,14 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 	defer conn.Close()
 	defer func() {
 		if err != nil && !errors.Is(err, errStop) && !errors.Is(err, errRemoved) && !errors.Is(err, errHeld) {
-			w.noteUnacked(conn, w.requeueTail())
+			requeued := 0
+			// Only when the peer ended the connection (closed, reset): at our
+			// own shutdown or a stalled write the peer is alive and has, or
+			// will read, what its kernel took.
+			if ctx.Err() == nil && w.p.drainCtx.Err() == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				requeued = w.requeueTail()
+			}
+			w.noteUnacked(conn, requeued)
 		}
 		w.releaseTail()
 	}()
@@ -412,13 +427,16 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 		}
 	})
 	idle := true
+	w.quietSince = time.Time{} // a new connection: its first write is after a quiet spell
 	for {
 		if len(w.pending) == 0 {
 			w.pending = w.d.q.popAll(w.pending)
 			w.replay(nil)
 			w.d.pending.Store(int64(w.pendingPoints()))
 			if len(w.pending) == 0 {
-				idle = true
+				if !idle {
+					idle, w.quietSince = true, time.Now()
+				}
 				spoolCh, wait := w.replayChan()
 				var tailCheck <-chan time.Time
 				if len(w.tail) > 0 {
@@ -468,7 +486,7 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 			return errHeld
 		}
 		w.settleTail(conn, peerGone)
-		if idle && len(w.tail) == 0 && w.enc == nil && !w.d.Pickle && w.d.File == "" {
+		if idle && time.Since(w.quietSince) >= quietSpell && len(w.tail) == 0 && w.enc == nil && !w.d.Pickle && w.d.File == "" {
 			// The first write after a quiet spell may go into a connection
 			// the peer closed a moment ago (its FIN still on the way): keep
 			// those lines until the peer's TCP has acknowledged them, and
@@ -477,6 +495,7 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 				b.Retain(1)
 				w.tail = append(w.tail, b)
 			}
+			w.tailAt = time.Now()
 		}
 		idle = false
 		if err := w.writeOnce(conn); err != nil {
@@ -490,7 +509,13 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 // A reset purges the kernel's queue too, so the connection must also still
 // be open: a peer that reset it never took them.
 func (w *writer) settleTail(conn net.Conn, peerGone <-chan struct{}) {
-	if len(w.tail) == 0 || unsentBytes(conn) != 0 || peerClosed(conn) {
+	if len(w.tail) == 0 || peerClosed(conn) {
+		return
+	}
+	// A peer that closed answers within a round trip; one that is still
+	// taking the data after a second is alive, just busy: stop holding (a
+	// held spool batch holds its spool's cursor back).
+	if unsentBytes(conn) != 0 && time.Since(w.tailAt) < time.Second {
 		return
 	}
 	select {
