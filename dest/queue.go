@@ -34,25 +34,16 @@ func (q *queue) kickReady() {
 }
 
 // tryPush adds b if there is room. It returns false when full or closed.
-func (q *queue) tryPush(b *batch.Batch) bool {
-	q.mu.Lock()
-	if q.closed || (q.points >= q.cap && q.points > 0) {
-		q.mu.Unlock()
-		return false
-	}
-	q.items = append(q.items, b)
-	q.points += b.Len()
-	q.mu.Unlock()
-	q.kickReady()
-	return true
-}
+func (q *queue) tryPush(b *batch.Batch) bool { return q.add(b, true) }
 
 // pushAnyway adds b past the bound unless the queue is closed: a router
 // that placed b on a destination being removed hands it to the writer that
 // delivers what the destination holds (at most one batch per router).
-func (q *queue) pushAnyway(b *batch.Batch) bool {
+func (q *queue) pushAnyway(b *batch.Batch) bool { return q.add(b, false) }
+
+func (q *queue) add(b *batch.Batch, bounded bool) bool {
 	q.mu.Lock()
-	if q.closed {
+	if q.closed || bounded && q.points >= q.cap && q.points > 0 {
 		q.mu.Unlock()
 		return false
 	}
