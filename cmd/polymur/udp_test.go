@@ -15,7 +15,7 @@ import (
 	"github.com/polymur/polymur/internal/testutil"
 )
 
-// Graphite plaintext over UDP: a lone datagram goes on at once (the
+// Graphite plaintext over UDP: a lone datagram, one a second, goes on at once (the
 // listener does not wait for company), one datagram may carry many lines,
 // bad lines are counted like TCP's, and a burst of 50,000 lines arrives
 // whole or shows as kernel drops — never silently short.
@@ -30,7 +30,7 @@ func TestUDPPlaintext(t *testing.T) {
 	for i := range 3 {
 		c.Write([]byte(fmt.Sprintf("lone.m%d 1 1700000000\n", i)))
 		testutil.WaitFor(t, "a lone datagram delivered", limit, func() bool { return sink.Count() == i+1 })
-		time.Sleep(200 * time.Millisecond) // the listener is back in its blocking read
+		time.Sleep(time.Second) // one datagram a second: the listener is back in its blocking read
 	}
 	c.Write([]byte("multi.a 1 1700000000\nmulti.b 2 1700000000\nbad line here x\nmulti.c 3 1700000000"))
 	testutil.WaitFor(t, "a datagram of several lines", limit, func() bool { return sink.Count() == 6 })
