@@ -136,8 +136,8 @@ func bench(o options) error {
 		if err != nil {
 			return err
 		}
-		extras = append(extras, "Routing (one carbon-c-relay configuration, both relays; delivered counts against polymur -test's deliveries):", "",
-			"| relay | settings | mode | conns | delivered | in lines/s (wall) | in lines/CPU-s | peak RSS |", "|---|---|---|---|---|---|---|---|")
+		extras = append(extras, "Routing (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered counts against polymur -test's deliveries, the worst round):", "",
+			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
 		extras = append(extras, rows...)
 		extras = append(extras, "")
 	}
