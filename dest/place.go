@@ -104,7 +104,10 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 			continue
 		}
 		for _, pl := range r.pls {
-			node, ok := v.byName[pl.Dest]
+			node, ok := pl.Node, pl.Node >= 0 && pl.Node < len(v.dests)
+			if !ok {
+				node, ok = v.byName[pl.Dest]
+			}
 			if !ok {
 				// The table names a destination this view does not have
 				// (a reload is adding it): counted, never silent.

@@ -54,6 +54,10 @@ const (
 // the metric name to send it under ("" keeps the line as it is).
 type Placement struct {
 	Dest string
+	// Node is the destination's index in the list given to Apply (or New)
+	// with these Routes, or -1 to look it up by Dest: a table and its
+	// destinations are applied together, so the index is stable.
+	Node int
 	Name string
 	// SourceIP writes the client's address (batch.Batch.Src) and a space
 	// before the line (a "file ip" cluster).
@@ -62,11 +66,11 @@ type Placement struct {
 
 // RouteFunc decides where a line goes, appending to dst. name is the
 // metric name, rest what follows it (value and timestamp); up reports
-// whether a destination is in service. With no placement, why is the
+// whether a destination (by its index, as Placement.Node) is in service. With no placement, why is the
 // counted reason (blackhole, unrouted, invalid). It must be safe for
 // concurrent use unless made by Config.NewRoute for one goroutine; the
 // slices it is given are only valid during the call.
-type RouteFunc func(dst []Placement, name, rest []byte, up func(target string) bool) (_ []Placement, why string)
+type RouteFunc func(dst []Placement, name, rest []byte, up func(node int) bool) (_ []Placement, why string)
 
 // Routes is a routing table for Routed mode. NewRoute makes the RouteFunc
 // one placing goroutine uses (it may keep scratch space). A Routes value is
@@ -936,10 +940,9 @@ func (p *Set) Route(name string) []string {
 
 // upFunc reports, for a routed view, whether a destination is in service
 // (connected or reconnecting: not declared dead, not held).
-func (p *Set) upFunc(v *view) func(string) bool {
-	return func(name string) bool {
-		i, ok := v.byName[name]
-		return ok && v.dests[i].state.Load() != stateDead
+func (p *Set) upFunc(v *view) func(int) bool {
+	return func(i int) bool {
+		return i >= 0 && i < len(v.dests) && v.dests[i].state.Load() != stateDead
 	}
 }
 

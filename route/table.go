@@ -43,7 +43,11 @@ type Server struct {
 	Cert, Key   string
 	pos         token
 	addrText    string // host:port, made once
+	index       int    // in Table.Servers
 }
+
+// Index is the server's place in Table.Servers.
+func (s *Server) Index() int { return s.index }
 
 // Addr is host:port.
 func (s *Server) Addr() string {
@@ -133,6 +137,7 @@ func (t *Table) addCluster(c *Cluster, at token) error {
 			continue
 		}
 		m.addrText = m.addr()
+		m.index = len(t.Servers)
 		t.byAddr[m.addr()] = m
 		t.Servers = append(t.Servers, m)
 	}

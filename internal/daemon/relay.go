@@ -113,7 +113,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 		t := r.routing.cur.Load()
-		pc.Routes = &tableRoutes{t: t}
+		pc.Routes = newTableRoutes(t)
 		if pc.Destinations, err = destinations(t, f.DestCA); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}

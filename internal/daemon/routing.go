@@ -153,27 +153,48 @@ func fileDest(path string, ip bool) string {
 	return "file:" + path
 }
 
-// tableRoutes is one table as the destination set's Routes.
-type tableRoutes struct{ t *route.Table }
+// tableRoutes is one table as the destination set's Routes. Destinations
+// are numbered as destinations(t) lists them: the servers in t.Servers'
+// order, then the files.
+type tableRoutes struct {
+	t     *route.Table
+	files map[string]int // file destination name → index + 1
+}
+
+func newTableRoutes(t *route.Table) *tableRoutes {
+	tr := &tableRoutes{t: t, files: map[string]int{}}
+	for _, c := range t.Clusters {
+		if c.Kind != route.File {
+			continue
+		}
+		for _, f := range c.Files {
+			if name := fileDest(f, c.FileIP); tr.files[name] == 0 {
+				tr.files[name] = len(t.Servers) + len(tr.files) + 1
+			}
+		}
+	}
+	return tr
+}
 
 // NewRoute makes a RouteFunc for one goroutine, with its own scratch.
 func (tr *tableRoutes) NewRoute() dest.RouteFunc {
-	st := &routeState{t: tr.t}
-	st.live = func(s *route.Server) bool { return st.up(s.Addr()) }
+	st := &routeState{t: tr.t, files: tr.files}
+	st.live = func(s *route.Server) bool { return st.up(s.Index()) }
 	return st.route
 }
 
 // routeState is one goroutine's router over a table: the deliveries and the
 // liveness adapter (made once, not per line).
 type routeState struct {
-	t    *route.Table
-	ds   []route.Delivery
-	up   func(string) bool
-	live func(*route.Server) bool
+	t     *route.Table
+	files map[string]int
+	ds    []route.Delivery
+	up    func(int) bool
+	live  func(*route.Server) bool
 }
 
 // route is the table's deliveries for one line, as placements.
-func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(string) bool) ([]dest.Placement, string) {
+func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(int) bool) ([]dest.Placement, string) {
 	t := st.t
 	st.up = up
 	// The name is only read during the call (deliveries keep it as their
@@ -194,9 +215,10 @@ func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(str
 		case route.Send:
 			var pl dest.Placement
 			if d.Server != nil {
-				pl.Dest = d.Server.Addr()
+				pl.Dest, pl.Node = d.Server.Addr(), d.Server.Index()
 			} else {
 				pl.Dest, pl.SourceIP = fileDest(d.File, d.Cluster.FileIP), d.Cluster.FileIP
+				pl.Node = st.files[pl.Dest] - 1
 			}
 			if d.Name != n {
 				pl.Name = d.Name
@@ -252,7 +274,7 @@ func (r *routing) swap(t *route.Table) (added, removed []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	added, removed, err = r.set.Apply(dests, &tableRoutes{t: t})
+	added, removed, err = r.set.Apply(dests, newTableRoutes(t))
 	if err == nil {
 		r.cur.Store(t)
 	}
