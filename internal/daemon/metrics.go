@@ -107,6 +107,7 @@ func DestMetrics(p *dest.Set) admin.CollectFunc {
 			Counter(ch, "polymur_destination_spool_write_errors_total", "Spool writes the disk refused.", float64(d.SpoolErrors), l...)
 			Counter(ch, "polymur_destination_spool_corrupt_bytes_total", "Damaged spool bytes found and skipped.", float64(d.SpoolCorruptBytes), l...)
 			Counter(ch, "polymur_destination_points_unacknowledged_total", "Points written but still in the kernel's buffer when a connection was lost (estimate).", float64(d.Unacknowledged), l...)
+			Counter(ch, "polymur_destination_points_resent_total", "Points sent again: the connection they were first written to was lost before the destination acknowledged them.", float64(d.Resent), l...)
 			Counter(ch, "polymur_destination_points_closed_after_write_total", "Points written in the second before the destination closed the connection (most likely discarded: a protocol mismatch?).", float64(d.ClosedAfterWrite), l...)
 		}
 	}
