@@ -17,6 +17,7 @@
 package dest
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -163,30 +164,20 @@ type Config struct {
 }
 
 func (c *Config) fill() error {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defd := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.QueueCap, 4096)
-	def(&c.IncomingCap, 32768)
-	def(&c.RetryCap, 4096)
-	def(&c.DeadAfter, 3)
-	defd(&c.DialTimeout, 3*time.Second)
-	defd(&c.WriteTimeout, 30*time.Second)
-	defd(&c.ReconnectMin, 250*time.Millisecond)
-	defd(&c.ReconnectMax, 10*time.Second)
-	defd(&c.DrainTimeout, 10*time.Second)
-	defd(&c.StatusInterval, 5*time.Second)
+	c.QueueCap = cmp.Or(c.QueueCap, 4096)
+	c.IncomingCap = cmp.Or(c.IncomingCap, 32768)
+	c.RetryCap = cmp.Or(c.RetryCap, 4096)
+	c.DeadAfter = cmp.Or(c.DeadAfter, 3)
+	c.DialTimeout = cmp.Or(c.DialTimeout, 3*time.Second)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 30*time.Second)
+	c.ReconnectMin = cmp.Or(c.ReconnectMin, 250*time.Millisecond)
+	c.ReconnectMax = cmp.Or(c.ReconnectMax, 10*time.Second)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 10*time.Second)
+	c.StatusInterval = cmp.Or(c.StatusInterval, 5*time.Second)
 	if c.SpoolMaxBytes == 0 {
 		c.SpoolMaxBytes = 1 << 30
 	}
-	def(&c.SpoolReplayRate, 50000)
+	c.SpoolReplayRate = cmp.Or(c.SpoolReplayRate, 50000)
 	if c.QueueCap < 1 || c.IncomingCap < 1 || c.RetryCap < 1 || c.DeadAfter < 1 {
 		return errors.New("dest: queue capacities and DeadAfter must be positive")
 	}

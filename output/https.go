@@ -9,6 +9,7 @@ package output
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
@@ -122,26 +123,16 @@ func New(cfg Config) (*Output, error) {
 	if !strings.HasPrefix(cfg.Gateway, "https://") && !strings.HasPrefix(cfg.Gateway, "http://") {
 		return nil, fmt.Errorf("gateway %q: want http:// or https:// URL", cfg.Gateway)
 	}
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defd := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&cfg.Workers, 3)
-	def(&cfg.QueueCap, 32768)
-	def(&cfg.BatchSize, 5000)
-	def(&cfg.GzipLevel, gzip.BestSpeed)
-	defd(&cfg.FlushInterval, time.Second)
-	defd(&cfg.Timeout, 30*time.Second)
-	defd(&cfg.RetryMin, 100*time.Millisecond)
-	defd(&cfg.RetryMax, 30*time.Second)
-	defd(&cfg.AuthRetry, 30*time.Second)
-	defd(&cfg.DrainGrace, 10*time.Second)
+	cfg.Workers = cmp.Or(cfg.Workers, 3)
+	cfg.QueueCap = cmp.Or(cfg.QueueCap, 32768)
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
+	cfg.GzipLevel = cmp.Or(cfg.GzipLevel, gzip.BestSpeed)
+	cfg.FlushInterval = cmp.Or(cfg.FlushInterval, time.Second)
+	cfg.Timeout = cmp.Or(cfg.Timeout, 30*time.Second)
+	cfg.RetryMin = cmp.Or(cfg.RetryMin, 100*time.Millisecond)
+	cfg.RetryMax = cmp.Or(cfg.RetryMax, 30*time.Second)
+	cfg.AuthRetry = cmp.Or(cfg.AuthRetry, 30*time.Second)
+	cfg.DrainGrace = cmp.Or(cfg.DrainGrace, 10*time.Second)
 	if cfg.SpoolMaxBytes == 0 {
 		cfg.SpoolMaxBytes = 1 << 30
 	}
