@@ -111,7 +111,25 @@ func (c *Consul) pickPorts() {
 
 // FreeAddr returns a loopback address with a port that was free a moment
 // ago, for daemons that must be restarted on the same address.
-func FreeAddr(t testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+// It never returns an address a sink holds (a stopped sink starts again
+// on its own port) or one it returned before in this test binary.
+func FreeAddr(t testing.TB) string {
+	for {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		if reserve(addr) {
+			return addr
+		}
+	}
+}
+
+// handedOut holds the addresses FreeAddr returned and the sinks' ports.
+var handedOut sync.Map
+
+// reserve marks addr as taken; false when it already was.
+func reserve(addr string) bool {
+	_, taken := handedOut.LoadOrStore(addr, true)
+	return !taken
+}
 
 func freePort(t testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -40,6 +40,9 @@ func NewCountingSink(t testing.TB) *Sink { return newSink(t, false) }
 func newSink(t testing.TB, keep bool) *Sink {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err == nil {
+		reserve(ln.Addr().String()) // Stop and Start again: FreeAddr must not hand it out meanwhile
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
