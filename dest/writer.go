@@ -492,6 +492,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 			// those lines until the peer's TCP has acknowledged them, and
 			// send them again on the next connection if it never does.
 			for _, b := range w.pending {
+				if b.Done != nil {
+					continue // from the spool: held, it would hold the spool's read-ahead and cursor back
+				}
 				b.Retain(1)
 				w.tail = append(w.tail, b)
 			}
