@@ -13,6 +13,7 @@ import (
 
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/decode"
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 // cutConn takes limit bytes of the next write, then fails it, as a
@@ -74,16 +75,6 @@ func TestPickleWriteCutInAFrame(t *testing.T) {
 		if !slices.Equal(got, ls) || len(w.pending) != 0 || d.sent.Load() != uint64(len(ls)) {
 			t.Fatalf("cut at %d bytes: %d lines arrived (%d pending, %d counted sent), want the %d once each in order", cut, len(got), len(w.pending), d.sent.Load(), len(ls))
 		}
-	}
-}
-
-// testDeadline returns a func that pauses briefly and reports when wait
-// has passed.
-func testDeadline() func() bool {
-	end := time.Now().Add(wait)
-	return func() bool {
-		time.Sleep(5 * time.Millisecond)
-		return time.Now().After(end)
 	}
 }
 
@@ -154,20 +145,15 @@ func TestPickleDestination(t *testing.T) {
 	h := startSet(t, Config{Mode: Broadcast, Destinations: ds, Pickle: true, QueueCap: 100_000})
 	ls := lines("pk", 20_000)
 	send(t, h.p, ls)
-	deadline := testDeadline()
-	for {
+	testutil.WaitFor(t, "every line in pickle frames", wait, func() bool {
 		got, errs := s.snapshot()
-		if len(errs) > 0 {
-			t.Fatalf("frames did not decode: %v", errs)
-		}
-		if len(got) >= len(ls) {
-			if !slices.Equal(got, ls) {
-				t.Fatalf("%d lines arrived, not the %d sent in order", len(got), len(ls))
-			}
-			return
-		}
-		if deadline() {
-			t.Fatalf("%d of %d lines arrived; %+v", len(got), len(ls), h.p.Stats())
-		}
+		return len(got) >= len(ls) || len(errs) > 0
+	})
+	got, errs := s.snapshot()
+	if len(errs) > 0 {
+		t.Fatalf("frames did not decode: %v", errs)
+	}
+	if !slices.Equal(got, ls) {
+		t.Fatalf("%d lines arrived, not the %d sent in order", len(got), len(ls))
 	}
 }

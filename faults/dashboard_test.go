@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/polymur/polymur/internal/testutil"
 )
@@ -63,7 +62,6 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	u.Close()
 	testutil.WaitFor(t, "the dead destination's points dropped", limit, func() bool {
 		testutil.SendTCP(t, r.listen, []byte(strings.Repeat("dash.m 1 1700000000\n", 50)))
-		time.Sleep(100 * time.Millisecond) // the next batch
 		return strings.Contains(get(admin), "polymur_points_dropped_total")
 	})
 	have := get(admin)

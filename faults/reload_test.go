@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/polymur/polymur/internal/testutil"
 )
@@ -158,7 +157,15 @@ match * send to x z;
 		}
 		return expect[len(expect)-1][last] == ""
 	})
-	time.Sleep(500 * time.Millisecond) // stragglers and doubles show now
+	// Every line polymur wrote has arrived (doubles included) before the
+	// sinks are read.
+	testutil.WaitFor(t, "the sinks hold all polymur sent", limit, func() bool {
+		n := 0
+		for _, s := range sinks {
+			n += s.Count()
+		}
+		return n == testutil.JSONInt(testutil.Ask(r.api, "stats"), "sent")
+	})
 	for _, s := range sinks {
 		for _, ln := range s.Lines() {
 			f := strings.Fields(ln)

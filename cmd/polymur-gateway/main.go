@@ -73,25 +73,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		debug.SetMemoryLimit(limit)
 		log.Info("Go memory limit set from -max-buffered-bytes", "limit_bytes", limit)
 	}
-	var producers []func(context.Context) error
-	var certs []*listener.Certs
-	for _, l := range []struct{ name, addr, cert, key string }{
-		{"http", c.httpAddr(), "", ""},
-		{"https", c.httpsAddr(), c.cert, c.key},
-	} {
-		if l.addr == "" {
-			continue
-		}
-		srv, err := listener.NewHTTPServer(l.name, l.addr, l.cert, l.key, ingest.Handler(), c.DrainTimeout, log)
-		if err != nil {
-			relay.Close()
-			return fmt.Errorf("-listen-%s-port: %w", l.name, err)
-		}
-		relay.Addrs[l.name] = srv.Addr().String()
-		producers = append(producers, srv.Run)
-		if srv.Certs != nil {
-			certs = append(certs, srv.Certs)
-		}
+	producers, certs, err := bindHTTP(c, ingest, relay)
+	if err != nil {
+		relay.Close()
+		return err
 	}
 	// SIGHUP re-reads the TLS certificate (until then SIGHUP was ignored
 	// from the start: see daemon.SignalContext).

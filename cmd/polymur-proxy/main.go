@@ -14,10 +14,8 @@ import (
 
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
-	"github.com/polymur/polymur/internal/compose"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
-	"github.com/polymur/polymur/runstats"
 )
 
 func main() {
@@ -92,27 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		ready(addrs)
 	}
 
-	rate := &runstats.Rate{Count: lis.Accepted.Load}
-	producers := []compose.Task{lis.Run}
-	if c.metricsFlush > 0 {
-		producers = append(producers, func(ctx context.Context) error {
-			runstats.Flush(ctx, log, time.Duration(c.metricsFlush)*time.Second, runstats.Prefix("polymur"), p.selfMetrics(rate), p.send)
-			return nil
-		})
-	}
-	beside := []compose.Task{
-		func(ctx context.Context) error { return daemon.RunAdmin(ctx, adm, log) },
-		func(ctx context.Context) error {
-			runstats.LogRates(ctx, log, rate, 5*time.Second, p.statusAttrs)
-			return nil
-		},
-	}
-	for _, srv := range servers {
-		beside = append(beside, srv.Run)
-	}
-	err = compose.Pipeline{Producers: producers, Stage: p, Beside: beside, OnShutdown: func() {
-		log.Info("shutting down: no new connections, sending what is queued", "drain_timeout", c.drainTimeout)
-	}}.Run(ctx)
+	err = p.runAll(ctx, c, lis, servers, adm, log)
 	log.Info("stopped", "stats", p.stats())
 	return err
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/compose"
 	"github.com/polymur/polymur/internal/daemon"
 	"github.com/polymur/polymur/listener"
 	"github.com/polymur/polymur/output"
@@ -162,4 +163,30 @@ func (p *pipeline) notReady() []string {
 		return []string{"the gateway is failing"}
 	}
 	return nil
+}
+
+// runAll runs the listener (and the self-metrics flush) into the pipeline,
+// with the servers beside, until ctx ends; then it drains.
+func (p *pipeline) runAll(ctx context.Context, c *config, lis *listener.TCP, servers []*api.Server, adm *admin.Server, log *slog.Logger) error {
+	rate := &runstats.Rate{Count: lis.Accepted.Load}
+	producers := []compose.Task{lis.Run}
+	if c.metricsFlush > 0 {
+		producers = append(producers, func(ctx context.Context) error {
+			runstats.Flush(ctx, log, time.Duration(c.metricsFlush)*time.Second, runstats.Prefix("polymur"), p.selfMetrics(rate), p.send)
+			return nil
+		})
+	}
+	beside := []compose.Task{
+		func(ctx context.Context) error { return daemon.RunAdmin(ctx, adm, log) },
+		func(ctx context.Context) error {
+			runstats.LogRates(ctx, log, rate, 5*time.Second, p.statusAttrs)
+			return nil
+		},
+	}
+	for _, srv := range servers {
+		beside = append(beside, srv.Run)
+	}
+	return compose.Pipeline{Producers: producers, Stage: p, Beside: beside, OnShutdown: func() {
+		log.Info("shutting down: no new connections, sending what is queued", "drain_timeout", c.drainTimeout)
+	}}.Run(ctx)
 }

@@ -108,8 +108,13 @@ func TestProtocolMismatchWarns(t *testing.T) {
 		if i > 600 {
 			t.Fatalf("no protocol warning after %d writes; stats %s", i, d.Ask(t, "api", "stats"))
 		}
+		// One write per connection: the next line waits for carbon-cache
+		// to have closed this one.
+		before := testutil.JSONInt(d.Ask(t, "api", "stats"), "reconnects")
 		d.Send(t, "listen", fmt.Sprintf("mismatch.m%d 1 %d\n", i, time.Now().Unix()))
-		time.Sleep(50 * time.Millisecond) // a write, then the next connection
+		testutil.WaitFor(t, "the connection closed after the write", limit, func() bool {
+			return testutil.JSONInt(d.Ask(t, "api", "stats"), "reconnects") > before
+		})
 	}
 	st := d.Ask(t, "api", "stats")
 	if testutil.JSONInt(st, "closed_after_write") == 0 {

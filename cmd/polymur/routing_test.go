@@ -381,7 +381,6 @@ match * send to flat withip;
 				return bytes.Count(b, []byte("\n")) >= n
 			})
 		}
-		time.Sleep(100 * time.Millisecond) // nothing more arrives
 		a, _ := os.ReadFile(filepath.Join(dir, "c-relay."+ext))
 		b, _ := os.ReadFile(filepath.Join(dir, "polymur."+ext))
 		if !bytes.Equal(a, b) {
