@@ -90,14 +90,14 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 	}
 	out := r.out[:len(v.dests)]
 	up := p.upFunc(v)
+	if r.routes != v.routes { // a new table: this router's RouteFunc for it
+		r.routes, r.route = v.routes, v.routes.NewRoute()
+	}
 	for i := range b.Lines {
 		line := b.Line(i)
 		name := b.Name(i)
 		rest := line[min(len(name)+1, len(line)) : len(line)-1]
 		var why string
-		if r.routes != v.routes {
-			r.routes, r.route = v.routes, v.routes.NewRoute()
-		}
 		r.pls, why = r.route(r.pls[:0], name, rest, up)
 		if len(r.pls) == 0 {
 			p.drops.add(cmp.Or(why, DropUnrouted), 1)
