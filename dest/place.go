@@ -120,7 +120,12 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 			switch {
 			case pl.SourceIP:
 				src := cmp.Or(b.Src, "-")
-				r.line = append(append(append(r.line[:0], src...), ' '), cmp.Or(pl.Name, string(name))...)
+				r.line = append(append(r.line[:0], src...), ' ')
+				if pl.Name != "" {
+					r.line = append(r.line, pl.Name...)
+				} else {
+					r.line = append(r.line, name...)
+				}
 				r.line = append(append(append(r.line, ' '), rest...), '\n')
 				out[node].Append(r.line, len(r.line)-len(rest)-2)
 			case pl.Name == "":
