@@ -18,7 +18,8 @@ type queue struct {
 	points int
 	cap    int
 	closed bool
-	space  chan struct{} // closed and replaced whenever points drop
+	space  chan struct{} // closed and replaced whenever points drop, if handed out
+	waited bool          // space was handed out since it was made
 	ready  chan struct{} // 1-slot: something was added (or the queue closed)
 }
 
@@ -74,6 +75,7 @@ func (q *queue) pushFront(bs []*batch.Batch) {
 func (q *queue) spaceChan() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.waited = true
 	return q.space
 }
 
@@ -81,8 +83,11 @@ func (q *queue) spaceChan() <-chan struct{} {
 // closed or reports true when re-checked (false). Policy: block — this is
 // the backpressure path for healthy destinations.
 func (q *queue) push(ctx context.Context, b *batch.Batch, giveUp func() bool, recheck <-chan time.Time) bool {
+	if q.tryPush(b) {
+		return true
+	}
 	for {
-		wait := q.spaceChan()
+		wait := q.spaceChan() // taken before the retry: no wake-up is missed
 		if q.tryPush(b) {
 			return true
 		}
@@ -115,8 +120,7 @@ func (q *queue) popAll(into []*batch.Batch) []*batch.Batch {
 	clear(q.items)
 	q.items = q.items[:0]
 	q.points = 0
-	close(q.space)
-	q.space = make(chan struct{})
+	q.freed()
 	q.mu.Unlock()
 	return into
 }
@@ -128,9 +132,18 @@ func (q *queue) close() {
 	q.mu.Unlock()
 	q.kickReady()
 	q.mu.Lock()
-	close(q.space)
-	q.space = make(chan struct{})
+	q.freed()
 	q.mu.Unlock()
+}
+
+// freed wakes the pushers waiting for room (q.mu held); with none, the
+// channel stays (no channel made per pop on the fast path).
+func (q *queue) freed() {
+	if q.waited {
+		close(q.space)
+		q.space = make(chan struct{})
+		q.waited = false
+	}
 }
 
 // depth returns the queued points.

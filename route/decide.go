@@ -1,6 +1,10 @@
 package route
 
-import "github.com/polymur/polymur/ring"
+import (
+	"unsafe"
+
+	"github.com/polymur/polymur/ring"
+)
 
 // Delivery is one place a metric goes: its name as sent, the outcome, the
 // cluster and the server (or file) — nil for blackhole and unrouted.
@@ -189,13 +193,16 @@ func routeKey(e *Expr, name string) string {
 func (c *Cluster) pick(dst []int, key string, live func(*Server) bool) []int {
 	up := func(i int) bool { return live == nil || live(c.Members[i]) }
 	n := len(c.Members)
+	// The hashes only read the key: hand them the string's bytes, not a
+	// copy (a copy per line was a tenth of the routing run's CPU).
+	kb := unsafe.Slice(unsafe.StringData(key), len(key))
 	switch c.Kind {
 	case Forward:
 		for i := range n {
 			dst = append(dst, i)
 		}
 	case AnyOf:
-		start := int(ring.FNV1a32([]byte(key)) % uint32(n))
+		start := int(ring.FNV1a32(kb) % uint32(n))
 		for k := range n {
 			if i := (start + k) % n; up(i) {
 				return append(dst, i)
@@ -212,15 +219,15 @@ func (c *Cluster) pick(dst []int, key string, live func(*Server) bool) []int {
 		if c.Dynamic && live != nil {
 			alive = up
 		}
-		dst = c.carbon.PickCarbon(dst, []byte(key), c.Replication, func(i int) string { return c.Members[i].Host }, alive)
+		dst = c.carbon.PickCarbon(dst, kb, c.Replication, func(i int) string { return c.Members[i].Host }, alive)
 	case FNV1aCH:
 		var alive func(int) bool
 		if c.Dynamic && live != nil {
 			alive = up
 		}
-		dst = c.fnv.Pick(dst, []byte(key), c.Replication, alive)
+		dst = c.fnv.Pick(dst, kb, c.Replication, alive)
 	case JumpFNV1aCH:
-		dst = c.jump.Pick(dst, []byte(key), c.Replication)
+		dst = c.jump.Pick(dst, kb, c.Replication)
 	}
 	return dst
 }
