@@ -37,7 +37,10 @@ type Batch struct {
 	Done func()
 	// Src is the address of the client the lines came from (host only;
 	// "" when unknown): what a "file ip" cluster writes before each line.
-	Src  string
+	Src string
+	// Via, when set, is what made the lines inside the relay (an
+	// aggregate's output: the routing table routes them by its rule).
+	Via  any
 	refs atomic.Int32
 }
 
@@ -111,7 +114,7 @@ func (b *Batch) Release() {
 		}
 		b.Buf = b.Buf[:0]
 		b.Lines = b.Lines[:0]
-		b.Src = ""
+		b.Src, b.Via = "", nil
 		pool.Put(b)
 	case n < 0:
 		panic("batch: Release of a released batch")
@@ -124,7 +127,7 @@ func (b *Batch) Release() {
 func (b *Batch) LinesFrom(off int) (rest *Batch, skipped int) {
 	rest = Get()
 	rest.Done, b.Done = b.Done, nil // the rest carries the acknowledgement
-	rest.Src = b.Src
+	rest.Src, rest.Via = b.Src, b.Via
 	for i, l := range b.Lines {
 		if int(l.Off) < off {
 			skipped++
@@ -141,7 +144,7 @@ func Split(b *Batch, max int) []*Batch {
 	var out []*Batch
 	for i := 0; i < b.Len(); i += max {
 		n := Get()
-		n.Src = b.Src
+		n.Src, n.Via = b.Src, b.Via
 		for j := i; j < i+max && j < b.Len(); j++ {
 			n.AppendLine(b, j)
 		}

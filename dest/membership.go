@@ -285,7 +285,7 @@ func (p *Set) Route(name string) []string {
 	}
 	if p.cfg.Mode == Routed {
 		var out []string
-		pls, _ := v.routes.NewRoute()(nil, []byte(name), nil, p.upFunc(v))
+		pls, _ := v.routes.NewRoute()(nil, []byte(name), nil, nil, p.upFunc(v))
 		for _, pl := range pls {
 			out = append(out, pl.Dest)
 		}

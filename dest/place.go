@@ -98,9 +98,11 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 		name := b.Name(i)
 		rest := line[min(len(name)+1, len(line)) : len(line)-1]
 		var why string
-		r.pls, why = r.route(r.pls[:0], name, rest, up)
+		r.pls, why = r.route(r.pls[:0], name, rest, b.Via, up)
 		if len(r.pls) == 0 {
-			p.drops.add(cmp.Or(why, DropUnrouted), 1)
+			if why != Absorbed {
+				p.drops.add(cmp.Or(why, DropUnrouted), 1)
+			}
 			continue
 		}
 		for _, pl := range r.pls {

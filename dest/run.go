@@ -98,6 +98,12 @@ func (p *Set) distributeLoop(ctx context.Context) {
 				case b := <-p.in:
 					r.place(ctx, b)
 				default:
+					if end := p.cfg.InputEnd; end != nil {
+						end(func(b *batch.Batch) {
+							p.received.Add(uint64(b.Len()))
+							r.place(ctx, b)
+						})
+					}
 					return
 				}
 			}

@@ -69,7 +69,11 @@ type Placement struct {
 // counted reason (blackhole, unrouted, invalid). It must be safe for
 // concurrent use unless made by Config.NewRoute for one goroutine; the
 // slices it is given are only valid during the call.
-type RouteFunc func(dst []Placement, name, rest []byte, up func(node int) bool) (_ []Placement, why string)
+//
+// via is the batch's Via (nil for lines from outside). why, when no
+// placement is made, is the drop reason, or Absorbed when the line was
+// taken by the relay itself (an aggregate) and is not a drop.
+type RouteFunc func(dst []Placement, name, rest []byte, via any, up func(node int) bool) (_ []Placement, why string)
 
 // Routes is a routing table for Routed mode. NewRoute makes the RouteFunc
 // one placing goroutine uses (it may keep scratch space). A Routes value is
@@ -138,6 +142,11 @@ type Config struct {
 
 	// Console, when set, receives a copy of every line (the -console-out flag).
 	Console io.Writer
+	// InputEnd, when set, is called once after the input closed and every
+	// batch sent before was placed (the shutdown drain): what it places
+	// through place (an aggregator's open buckets) is delivered with the
+	// rest.
+	InputEnd func(place func(*batch.Batch))
 	// OnChange, when set, is told the destination list (configuration
 	// order) after every PutDest and DelDest, to persist it.
 	OnChange func(dests []string)
@@ -212,7 +221,10 @@ const (
 	DropSpoolFull     = "spool_full"           // destination down, queue and spool full
 	DropSpoolError    = "spool_write_error"    // destination down, queue full, the spool's disk refused the write
 	DropUnrouted      = "unrouted"             // routed: no rule matched
-	DropNotPickleable = "not_pickleable"       // a pickle destination's line whose value or timestamp is not a number
+	// Absorbed is a RouteFunc's "why" for a line that went nowhere because
+	// the relay took it (it fed an aggregate): not a drop.
+	Absorbed          = "absorbed"
+	DropNotPickleable = "not_pickleable" // a pickle destination's line whose value or timestamp is not a number
 )
 
 // Set is the destination set: one writer per destination, and the placing of batches on them. Its methods are safe for

@@ -40,11 +40,18 @@ func ccrTrace(t *testing.T, bin, conf, line string) ([]delivery, error) {
 	}
 	name, _, _ := strings.Cut(line, " ")
 	var ds []delivery
-	cluster, inValidate, unrouted := "", false, false
+	cluster, inValidate, unrouted, inAggr := "", false, false, false
 	for _, l := range lines[end+1:] {
 		switch {
 		case l == "match" || l == "rewrite" || l == "aggregation":
-			cluster, inValidate = "", false
+			cluster, inValidate, inAggr = "", false, l == "aggregation"
+		case inAggr:
+			// "    F(TEMPLATE) -> NAME VALUE TS" or "    F -> NAME" per
+			// compute; the clusters listed are where the output goes.
+			if i := strings.Index(l, " -> "); i >= 0 && strings.HasPrefix(l, "    ") && !strings.HasPrefix(l, "    -> ") && !strings.HasPrefix(l, "    ^") {
+				out, _, _ := strings.Cut(l[i+4:], " ")
+				ds = append(ds, delivery{out, Aggregated, "-", "-"})
+			}
 		case strings.HasPrefix(l, "nothing matched "):
 			unrouted = true
 		case l == "    validate":
@@ -194,6 +201,25 @@ cluster u forward useall localhost:2003 127.0.0.2:2003;
 cluster k forward localhost:2004;
 match ^foo send to u stop;
 match * send to u k;
+`,
+	// Aggregates as -t traces them: the series name each compute makes
+	// (dynamic, with transforms, and static), fall-through and stop.
+	"aggregates": `
+cluster a forward 127.0.0.1:2003;
+cluster b any_of 127.0.0.1:2004 127.0.0.2:2004;
+aggregate ^sys\.([^.]+)\.(.*)$ every 10 seconds expire after 20 seconds
+    compute sum write to agg.\_1.sum
+    compute percentile95 write to agg.\1.\.2.p95
+    ;
+aggregate ^app\. ^db\. every 60 seconds expire after 75 seconds timestamp at start of bucket
+    compute count write to apps.count
+    send to b stop;
+aggregate ^x\.(foo|y) every 10 seconds expire after 30 seconds
+    compute average write to x.\^1.avg
+    compute max write to x.all.max
+    send to a stop;
+match ^sys send to a stop;
+match * send to b;
 `,
 	"includes": `
 include DIR/extra.conf;

@@ -14,6 +14,9 @@ type Delivery struct {
 	Cluster *Cluster
 	Server  *Server
 	File    string
+	// Aggregate and Compute, for outcome Aggregated.
+	Aggregate *Aggregate
+	Compute   int
 }
 
 // Route decides where the metric name (with rest, the line after the name,
@@ -57,6 +60,16 @@ func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool
 				}
 			}
 			ri = x.end
+			continue
+		}
+		if a := r.Aggregate; a != nil {
+			if rt.aggregates(a) {
+				rt.feed(a)
+				if a.Stop {
+					return rt.dst
+				}
+			}
+			ri++
 			continue
 		}
 		if m := r.Match; rt.matches(m) && rt.apply(m) {
@@ -159,17 +172,22 @@ func (rt *routing) apply(m *Match) (stop bool) {
 		key = routeKey(m.RouteUsing, name)
 	}
 	for _, c := range m.Clusters {
-		if c.Kind == File {
-			for _, f := range c.Files {
-				rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Send, Cluster: c, File: f})
-			}
-			continue
-		}
-		for _, i := range c.pick(rt.idx[:0], key, rt.live) {
-			rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Send, Cluster: c, Server: c.Members[i]})
-		}
+		rt.send(c, name, key)
 	}
 	return m.Stop
+}
+
+// send appends c's deliveries of name (placed by key).
+func (rt *routing) send(c *Cluster, name, key string) {
+	if c.Kind == File {
+		for _, f := range c.Files {
+			rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Send, Cluster: c, File: f})
+		}
+		return
+	}
+	for _, i := range c.pick(rt.idx[:0], key, rt.live) {
+		rt.dst = append(rt.dst, Delivery{Name: name, Outcome: Send, Cluster: c, Server: c.Members[i]})
+	}
 }
 
 // routeKey is the hash key a "route using" expression makes of name: its

@@ -126,6 +126,11 @@ func (t *Table) rebuild(members map[string][]*Server, what string) (*Table, erro
 			m.Clusters = nil
 			r.Match = &m
 		}
+		if r.Aggregate != nil {
+			a := *r.Aggregate
+			a.Clusters = nil
+			r.Aggregate = &a
+		}
 		nt.Rules = append(nt.Rules, r)
 	}
 	if err := nt.resolve(); err != nil {

@@ -67,12 +67,17 @@ func (t *Table) numberLiterals() {
 		}
 	}
 	for _, r := range t.Rules {
-		if r.Rewrite != nil {
+		switch {
+		case r.Rewrite != nil:
 			number(r.Rewrite.Expr)
-			continue
-		}
-		for _, e := range r.Match.Exprs {
-			number(e)
+		case r.Aggregate != nil:
+			for _, e := range r.Aggregate.Exprs {
+				number(e)
+			}
+		default:
+			for _, e := range r.Match.Exprs {
+				number(e)
+			}
 		}
 	}
 }
@@ -297,7 +302,15 @@ func (r *Rewrite) apply(name string) (string, bool) {
 	}
 	var b strings.Builder
 	b.WriteString(name[:loc[0]])
-	for _, p := range r.repl {
+	expand(&b, r.repl, name, loc)
+	b.WriteString(name[loc[1]:])
+	return b.String(), true
+}
+
+// expand writes the replacement parts, their groups taken from name at loc
+// (FindStringSubmatchIndex).
+func expand(b *strings.Builder, repl []replPart, name string, loc []int) {
+	for _, p := range repl {
 		if p.group == 0 {
 			b.WriteString(p.text)
 			continue
@@ -318,6 +331,4 @@ func (r *Rewrite) apply(name string) (string, bool) {
 		}
 		b.WriteString(g)
 	}
-	b.WriteString(name[loc[1]:])
-	return b.String(), true
 }

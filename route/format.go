@@ -49,6 +49,10 @@ func (t *Table) Format(w io.Writer) error {
 			fmt.Fprintf(&b, "rewrite %s\n    into %s\n    ;\n", quote(rw.Expr.Src), quote(rw.Into))
 			continue
 		}
+		if a := r.Aggregate; a != nil {
+			b.WriteString(a.definition())
+			continue
+		}
 		m := r.Match
 		b.WriteString("match")
 		if m.All {

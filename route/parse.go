@@ -138,7 +138,7 @@ func (p *parser) statement(depth int) error {
 	case "include":
 		return p.include(t, depth)
 	case "aggregate":
-		return errAt(t, "aggregate is not supported yet (it comes with polymur's aggregation work); remove or comment out this block")
+		return p.aggregate(t)
 	case "listen":
 		return p.listen(t)
 	case "statistics", "send", "logout", "logerr":

@@ -97,10 +97,11 @@ type Rewrite struct {
 	pos  string
 }
 
-// Rule is one rule in order: a match or a rewrite.
+// Rule is one rule in order: a match, a rewrite or an aggregate.
 type Rule struct {
-	Match   *Match
-	Rewrite *Rewrite
+	Match     *Match
+	Rewrite   *Rewrite
+	Aggregate *Aggregate
 }
 
 // Table is a parsed, checked configuration.
@@ -205,18 +206,46 @@ func (t *Table) finish() error {
 // resolve gives each match the clusters it names.
 func (t *Table) resolve() error {
 	for _, r := range t.Rules {
-		if r.Match == nil {
-			continue
-		}
-		for _, d := range r.Match.dests {
-			c, ok := t.byName[d.text]
-			if !ok {
-				return errAt(d, "send to unknown cluster %q", d.text)
+		switch {
+		case r.Match != nil:
+			cs, err := t.clusters(r.Match.dests)
+			if err != nil {
+				return err
 			}
-			r.Match.Clusters = append(r.Match.Clusters, c)
+			r.Match.Clusters = cs
+		case r.Aggregate != nil:
+			cs, err := t.clusters(r.Aggregate.dests)
+			if err != nil {
+				return err
+			}
+			r.Aggregate.Clusters = cs
 		}
 	}
 	return nil
+}
+
+// clusters are the clusters named by a send to.
+func (t *Table) clusters(names []token) ([]*Cluster, error) {
+	var out []*Cluster
+	for _, d := range names {
+		c, ok := t.byName[d.text]
+		if !ok {
+			return nil, errAt(d, "send to unknown cluster %q", d.text)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Aggregates are the table's aggregate rules, in order.
+func (t *Table) Aggregates() []*Aggregate {
+	var out []*Aggregate
+	for _, r := range t.Rules {
+		if r.Aggregate != nil {
+			out = append(out, r.Aggregate)
+		}
+	}
+	return out
 }
 
 // NeedsRest reports whether a rule looks at what follows the metric name
@@ -235,4 +264,7 @@ const (
 	// InvalidLogged: a validate clause failed with else log (the rule is
 	// skipped and the line logged; -test does not print it).
 	InvalidLogged = "invalid_logged"
+	// Aggregated: the metric feeds an aggregate (Delivery.Aggregate, its
+	// Compute, under the series name Delivery.Name).
+	Aggregated = "aggregate"
 )

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/polymur/polymur/admin"
+	"github.com/polymur/polymur/aggregate"
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/compose"
@@ -37,7 +38,8 @@ type Relay struct {
 	admin    *admin.Server
 	reg      *prometheus.Registry
 	notReady []func() []string
-	routing  *routing // -config; nil otherwise
+	routing  *routing          // -config; nil otherwise
+	agg      *aggregate.Engine // -config's aggregates; nil otherwise
 	writes   prometheus.Histogram
 }
 
@@ -113,7 +115,11 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 		t := r.routing.cur.Load()
-		pc.Routes = newTableRoutes(t)
+		r.agg = newAggregates(f, log, func() *dest.Set { return r.Dests })
+		r.agg.Apply(context.Background(), t.Aggregates())
+		r.routing.agg = r.agg
+		pc.Routes = newTableRoutes(t, r.agg)
+		pc.InputEnd = r.agg.Final
 		if pc.Destinations, err = destinations(t, f.DestCA); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
@@ -152,6 +158,17 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 		}
 	}
 	r.reg = NewRegistry(r.writes, IntakeMetrics(in), DestMetrics(p))
+	if r.agg != nil {
+		r.reg.MustRegister(AggregateMetrics(r.agg))
+		prev := extra
+		extra = func() map[string]any {
+			m := map[string]any{"aggregates": r.agg.Stats()}
+			if prev != nil {
+				maps.Copy(m, prev())
+			}
+			return m
+		}
+	}
 	stats := func() any {
 		s := map[string]any{"uptime_seconds": int64(time.Since(r.start).Seconds()), "version": Version(),
 			"listener": in.Stats(), "pool": p.Stats(), "write_latency": r.lat.Summary()}
@@ -246,6 +263,9 @@ func StatServer(addr string, start time.Time, log *slog.Logger) (*api.Server, er
 // ctx ends; then the producers stop, the set drains, and Run returns.
 func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	rate := &runstats.Rate{Count: r.intake.Accepted}
+	if r.agg != nil {
+		producers = append(producers, r.agg.Run)
+	}
 	if r.flags.MetricsFlush > 0 {
 		producers = append(producers, func(ctx context.Context) error {
 			runstats.Flush(ctx, r.Log, time.Duration(r.flags.MetricsFlush)*time.Second, runstats.Prefix(r.name),

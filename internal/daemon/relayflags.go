@@ -63,10 +63,15 @@ type RelayFlags struct {
 	// ConfigFile is -config (a carbon-c-relay configuration); Table is
 	// what Check read from it. NoDelivery (set by -test and
 	// -check-config) only reads it.
-	ConfigFile  string
-	Table       *route.Table
-	NoDelivery  bool
-	Replication int
+	ConfigFile string
+	Table      *route.Table
+	// Aggregates of -config: the caps and the exit policy.
+	AggMaxSeries int
+	AggMaxValues int64
+	AggAtExit    string
+	AggRank      string
+	NoDelivery   bool
+	Replication  int
 
 	// Filled by Check.
 	Mode      dest.Mode
@@ -87,6 +92,10 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
+	fs.IntVar(&f.AggMaxSeries, "aggregate-max-series", 1_000_000, "Most live aggregate series (one per name a -config aggregate's compute writes); points of new series beyond it are dropped and counted (aggregate_series_limit)")
+	fs.Int64Var(&f.AggMaxValues, "aggregate-max-values", 16<<20, "Most values kept for aggregate median, percentile, variance and stddev (8 bytes each); points beyond it are dropped and counted (aggregate_values_limit)")
+	fs.StringVar(&f.AggAtExit, "aggregate-at-exit", "emit", "Open aggregate buckets at shutdown (and of aggregates a reload removes): emit (partial values, sent with the drain) or drop (counted as aggregate_shutdown)")
+	fs.StringVar(&f.AggRank, "aggregate-rank", "crelay", "How aggregate median and percentile rank values: crelay (as carbon-c-relay: values less than 1 apart keep their arrival order, so results match it exactly) or sorted (true order statistics)")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
 	fs.StringVar(&f.DestTransport, "destination-transport", "plain", "Compression of the links to -destinations, as carbon-c-relay's transport: plain, gzip (one stream), lz4 (a frame per write) or snappy (a raw block per write; only for peers that read blocks whole)")
@@ -117,6 +126,9 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 
 // Check validates the shared flags and parses enums and destinations.
 func (f *RelayFlags) Check() error {
+	if err := f.ranges(); err != nil {
+		return err
+	}
 	var err error
 	kind, err := distribution(f.Distribution, f.Replication)
 	if err != nil {
@@ -190,8 +202,17 @@ func (f *RelayFlags) Check() error {
 		}
 		return fmt.Errorf("-destinations: %w", err)
 	}
+	return nil
+}
+
+// ranges checks the numeric and enum flags, in every mode.
+func (f *RelayFlags) ranges() error {
 	return Require(
 		Rule{"-outgoing-queue-cap must be at least 1", f.OutgoingCap >= 1},
+		Rule{"-aggregate-max-series must be at least 1", f.AggMaxSeries >= 1},
+		Rule{"-aggregate-max-values must be at least 1", f.AggMaxValues >= 1},
+		Rule{fmt.Sprintf("-aggregate-at-exit: %q is not emit or drop", f.AggAtExit), f.AggAtExit == "emit" || f.AggAtExit == "drop"},
+		Rule{fmt.Sprintf("-aggregate-rank: %q is not crelay or sorted", f.AggRank), f.AggRank == "crelay" || f.AggRank == "sorted"},
 		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
 		Rule{"-metrics-flush must be 0 or more seconds", f.MetricsFlush >= 0},
 		Rule{"-drain-timeout must be positive", f.DrainTimeout > 0},

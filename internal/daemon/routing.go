@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/polymur/polymur/aggregate"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/route"
 )
@@ -29,6 +31,7 @@ type routing struct {
 	ca    string // -destination-ca, for servers with transport … ssl|mtls
 	log   *slog.Logger
 	set   *dest.Set
+	agg   *aggregate.Engine // nil without aggregates
 
 	mu    sync.Mutex   // serialises reloads and edits
 	edits []route.Edit // under mu
@@ -158,11 +161,12 @@ func fileDest(path string, ip bool) string {
 // order, then the files.
 type tableRoutes struct {
 	t     *route.Table
-	files map[string]int // file destination name → index + 1
+	files map[string]int    // file destination name → index + 1
+	agg   *aggregate.Engine // the table's aggregates; nil when it has none
 }
 
-func newTableRoutes(t *route.Table) *tableRoutes {
-	tr := &tableRoutes{t: t, files: map[string]int{}}
+func newTableRoutes(t *route.Table, agg *aggregate.Engine) *tableRoutes {
+	tr := &tableRoutes{t: t, files: map[string]int{}, agg: agg}
 	for _, c := range t.Clusters {
 		if c.Kind != route.File {
 			continue
@@ -178,7 +182,7 @@ func newTableRoutes(t *route.Table) *tableRoutes {
 
 // NewRoute makes a RouteFunc for one goroutine, with its own scratch.
 func (tr *tableRoutes) NewRoute() dest.RouteFunc {
-	st := &routeState{t: tr.t, files: tr.files}
+	st := &routeState{t: tr.t, files: tr.files, agg: tr.agg}
 	st.live = func(s *route.Server) bool { return st.up(s.Index()) }
 	return st.route
 }
@@ -188,13 +192,14 @@ func (tr *tableRoutes) NewRoute() dest.RouteFunc {
 type routeState struct {
 	t     *route.Table
 	files map[string]int
+	agg   *aggregate.Engine
 	ds    []route.Delivery
 	up    func(int) bool
 	live  func(*route.Server) bool
 }
 
 // route is the table's deliveries for one line, as placements.
-func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(int) bool) ([]dest.Placement, string) {
+func (st *routeState) route(dst []dest.Placement, name, rest []byte, via any, up func(int) bool) ([]dest.Placement, string) {
 	t := st.t
 	st.up = up
 	// The name is only read during the call (deliveries keep it as their
@@ -208,10 +213,19 @@ func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(int
 	if up == nil {
 		live = nil
 	}
-	st.ds = t.Route(st.ds[:0], n, restText, live)
+	if a, ok := via.(*route.Aggregate); ok {
+		st.ds = t.RouteOutput(st.ds[:0], a, n, restText, live)
+	} else {
+		st.ds = t.Route(st.ds[:0], n, restText, live)
+	}
 	why := ""
 	for _, d := range st.ds {
 		switch d.Outcome {
+		case route.Aggregated:
+			if st.agg != nil {
+				st.agg.Put(d.Aggregate, d.Compute, d.Name, rest)
+			}
+			why = cmp.Or(why, dest.Absorbed)
 		case route.Send:
 			var pl dest.Placement
 			if d.Server != nil {
@@ -225,7 +239,9 @@ func (st *routeState) route(dst []dest.Placement, name, rest []byte, up func(int
 			}
 			dst = append(dst, pl)
 		case route.Blackhole, route.Invalid, route.Unrouted:
-			why = d.Outcome
+			if why == "" || why == dest.Absorbed {
+				why = d.Outcome
+			}
 		}
 	}
 	st.up = nil
@@ -274,7 +290,11 @@ func (r *routing) swap(t *route.Table) (added, removed []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	added, removed, err = r.set.Apply(dests, newTableRoutes(t))
+	if r.agg != nil {
+		// The aggregates first: the new table's are there when it arrives.
+		r.agg.Apply(context.Background(), t.Aggregates())
+	}
+	added, removed, err = r.set.Apply(dests, newTableRoutes(t, r.agg))
 	if err == nil {
 		r.cur.Store(t)
 	}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/polymur/polymur/internal/testutil"
+)
+
+// aggregateConf is the differential configuration: a dynamic aggregate with
+// every compute whose output re-enters the rules (no send to), a static one
+// with send to and stop, and the raw lines forwarded.
+func aggregateConf(sink, listen string) string {
+	return fmt.Sprintf(`cluster out forward %s;
+listen type linemode %s proto tcp;
+aggregate ^sys\.(h[0-9]+)\.(m[0-9]+)$
+    every 1 seconds
+    expire after 3 seconds
+    compute sum write to agg.\1.sum
+    compute count write to agg.\1.count
+    compute min write to agg.\1.min
+    compute max write to agg.\1.max
+    compute average write to agg.\1.avg
+    compute median write to agg.\1.median
+    compute percentile95 write to agg.\1.p95
+    compute percentile30 write to agg.\_2.p30
+    compute variance write to agg.\1.var
+    compute stddev write to agg.\1.sd
+    ;
+aggregate ^sys\.h[0-9]*0\.
+    every 2 seconds
+    expire after 4 seconds
+    timestamp at start of bucket
+    compute max write to tens.max
+    compute count write to tens.count
+    send to out
+    stop
+    ;
+match ^agg\. send to out stop;
+match ^sys\. send to out;
+`, sink, listen)
+}
+
+// aggregateInput is several thousand series over three seconds (two or
+// three buckets), plus points far in the past and the future that both
+// relays drop; values are exact in binary so sums do not depend on order.
+func aggregateInput(now int64) []string {
+	var lines []string
+	for h := range 60 {
+		for m := range 50 {
+			for dt := int64(-1); dt <= 1; dt++ {
+				v := float64((h*7+m*3+int(dt)*11)%97) / 4
+				lines = append(lines, fmt.Sprintf("sys.h%d.m%d %s %d", h, m, strconv.FormatFloat(v, 'f', -1, 64), now+dt))
+			}
+		}
+		lines = append(lines, fmt.Sprintf("sys.h%d.m999 1 %d", h, now-300), fmt.Sprintf("sys.h%d.m998 1 %d", h, now+300))
+	}
+	return lines
+}
+
+// TestAggregatesSameAsCarbonCRelay runs the same configuration and the same
+// timestamped points through carbon-c-relay (Debian's, a daemon on
+// loopback) and polymur: the emitted aggregate lines — names, timestamps,
+// values — and the forwarded lines must be the same.
+func TestAggregatesSameAsCarbonCRelay(t *testing.T) {
+	crelay := testutil.CarbonCRelay(t)
+	dir := t.TempDir()
+	theirSink, ourSink := testutil.NewSink(t), testutil.NewSink(t)
+	port := testutil.FreeAddr(t)
+	theirs, ours := filepath.Join(dir, "c-relay.conf"), filepath.Join(dir, "polymur.conf")
+	os.WriteFile(theirs, []byte(aggregateConf(theirSink.Addr(), port)), 0o600)
+	os.WriteFile(ours, []byte(aggregateConf(ourSink.Addr(), port)), 0o600)
+	logFile := filepath.Join(dir, "c-relay.log")
+	peer := testutil.StartProc(t, crelay, nil, "-f", theirs, "-l", logFile)
+	testutil.WaitFor(t, "carbon-c-relay started", limit, func() bool {
+		b, _ := os.ReadFile(logFile)
+		if peer.Exited() {
+			t.Fatalf("carbon-c-relay exited:\n%s", b)
+		}
+		return strings.Contains(string(b), "startup sequence complete")
+	})
+	defer peer.Stop(t)
+	d := start(t, "-config", ours)
+
+	// The points sit around the second they are sent in, well inside the
+	// window both relays accept (3 s back, the expiry ahead).
+	now := time.Now().Unix()
+	lines := aggregateInput(now)
+	payload := strings.Join(lines, "\n") + "\n"
+	d.Send(t, "listen", payload)
+	c, err := net.Dial("tcp", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte(payload))
+	c.Close()
+
+	want := expectedAggregateLines(lines, now)
+	for who, s := range map[string]*testutil.Sink{"carbon-c-relay": theirSink, "polymur": ourSink} {
+		if !s.WaitCount(want, limit) {
+			t.Fatalf("%s: %d lines arrived, want %d", who, s.Count(), want)
+		}
+	}
+	a, b := theirSink.Lines(), ourSink.Lines()
+	slices.Sort(a)
+	slices.Sort(b)
+	if len(a) != len(b) {
+		t.Fatalf("carbon-c-relay sent %d lines, polymur %d", len(a), len(b))
+	}
+	aggregates := 0
+	for i := range a {
+		if !sameLine(a[i], b[i]) {
+			t.Fatalf("line %d differs:\n carbon-c-relay: %q\n polymur:        %q", i, a[i], b[i])
+		}
+		if !strings.HasPrefix(a[i], "sys.") {
+			aggregates++
+		}
+	}
+	t.Logf("%d lines each (%d aggregate lines from %d input points), the same", len(a), aggregates, len(lines))
+}
+
+// expectedAggregateLines counts what both relays send for lines: the raw
+// sys lines the last match forwards (not the h…0 ones, stopped by the
+// static aggregate) and one line per compute series and bucket.
+func expectedAggregateLines(lines []string, now int64) int {
+	raw := 0
+	dyn := map[string]bool{}   // h/bucket (10 computes, but p30 is per m)
+	dynM := map[string]bool{}  // m/bucket
+	static := map[int64]bool{} // 2 s buckets
+	for _, l := range lines {
+		f := strings.Fields(l)
+		ts, _ := strconv.ParseInt(f[2], 10, 64)
+		parts := strings.Split(f[0], ".")
+		tens := strings.HasSuffix(parts[1], "0")
+		if !tens {
+			raw++
+		}
+		if ts < now-100 || ts > now+100 {
+			continue
+		}
+		dyn[parts[1]+"/"+f[2]] = true
+		dynM[parts[2]+"/"+f[2]] = true
+		if tens {
+			static[ts-ts%2] = true
+		}
+	}
+	return raw + 9*len(dyn) + len(dynM) + 2*len(static)
+}
+
+// sameLine compares two lines: names and timestamps exactly, values
+// within float rounding.
+func sameLine(a, b string) bool {
+	fa, fb := strings.Fields(a), strings.Fields(b)
+	if len(fa) != 3 || len(fb) != 3 || fa[0] != fb[0] || fa[2] != fb[2] {
+		return false
+	}
+	va, err1 := strconv.ParseFloat(fa[1], 64)
+	vb, err2 := strconv.ParseFloat(fb[1], 64)
+	return err1 == nil && err2 == nil && math.Abs(va-vb) <= 1e-6*max(1, math.Abs(va))
+}
