@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&o.statsdN, "statsd-lines", 1_000_000, "statsd lines per statsd scenario")
 	var rates string
 	flag.StringVar(&rates, "statsd-rates", "25000,50000,75000", "offered statsd lines/s for the paced comparisons")
-	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, extra or statsd")
+	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, extra or statsd")
 	flag.Parse()
 	for _, c := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
@@ -137,6 +137,16 @@ func bench(o options) error {
 			return err
 		}
 		extras = append(extras, "Routing (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered counts against polymur -test's deliveries, the worst round):", "",
+			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
+		extras = append(extras, rows...)
+		extras = append(extras, "")
+	}
+	if o.only == "" || o.only == "aggregate" {
+		rows, err := aggregateRun(o.bin, peer, o.timeout)
+		if err != nil {
+			return err
+		}
+		extras = append(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the end markers, one per connection, which arrive once every point before them was aggregated):", "",
 			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
 		extras = append(extras, rows...)
 		extras = append(extras, "")

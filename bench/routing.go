@@ -44,11 +44,17 @@ func routingConfig(addrs []string) string {
 // says), lines per CPU-second and RSS.
 func routingRun(bin, peer string, lines int, timeout time.Duration) ([]string, error) {
 	in := generate(lines, 4)
-	type run struct {
-		name, settings string
-		start          func(conf, listen string) (*exec.Cmd, error)
-	}
-	runs := []run{{"polymur", "-config (100 rules, 10 rewrites, 4 clusters)", func(conf, listen string) (*exec.Cmd, error) {
+	runs := configRuns(bin, peer, "-config (100 rules, 10 rewrites, 4 clusters)")
+	return interleaved("routing", runs, len(in.bufs), func(r run) (measured, error) {
+		res, want, err := routingOnce(bin, r.name, r.settings, r.start, in, timeout)
+		return measured{res, want}, err
+	})
+}
+
+// configRuns are polymur -config and carbon-c-relay -f (fair settings) on
+// the same file.
+func configRuns(bin, peer, settings string) []run {
+	runs := []run{{"polymur", settings, func(conf, listen string) (*exec.Cmd, error) {
 		cmd := exec.Command(filepath.Join(bin, "polymur"), "-listen-addr", listen, "-api-addr", "", "-stat-addr", "", "-log-level", "warn", "-config", conf)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return cmd, cmd.Start()
@@ -60,18 +66,31 @@ func routingRun(bin, peer string, lines int, timeout time.Duration) ([]string, e
 			return cmd, cmd.Start()
 		}})
 	}
-	// Three rounds, the relays interleaved, so that the machine's drift
-	// falls on both: each row gives min / median / max.
+	return runs
+}
+
+// run is one relay of a side-by-side scenario: how to start it on a
+// configuration file, listening on listen.
+type run struct {
+	name, settings string
+	start          func(conf, listen string) (*exec.Cmd, error)
+}
+
+// interleaved runs once for each relay, three rounds with the relays
+// interleaved so that the machine's drift falls on both, and gives a row
+// per relay (min / median / max lines per CPU-second, the worst round's
+// delivery, peak RSS) and the ratio of the medians.
+func interleaved(mode string, runs []run, conns int, once func(run) (measured, error)) ([]string, error) {
 	const rounds = 3
 	results := make([][]measured, len(runs))
 	for round := range rounds {
 		for ri, r := range runs {
-			res, want, err := routingOnce(bin, r.name, r.settings, r.start, in, timeout)
+			m, err := once(r)
 			if err != nil {
 				return nil, err
 			}
-			results[ri] = append(results[ri], measured{res, want})
-			fmt.Printf("routing round %d: %s %s lines/CPU-s\n", round+1, r.name, rate(res.perCPU()))
+			results[ri] = append(results[ri], m)
+			fmt.Printf("%s round %d: %s %s lines/CPU-s\n", mode, round+1, r.name, rate(m.res.perCPU()))
 		}
 	}
 	var rows []string
@@ -88,7 +107,7 @@ func routingRun(bin, peer string, lines int, timeout time.Duration) ([]string, e
 		}
 		slices.Sort(cpu)
 		medians = append(medians, cpu[len(cpu)/2])
-		row := fmt.Sprintf("| %s | %s | routing | %d | %s | %s / **%s** / %s | %s |", runs[ri].name, runs[ri].settings, len(in.bufs),
+		row := fmt.Sprintf("| %s | %s | %s | %d | %s | %s / **%s** / %s | %s |", runs[ri].name, runs[ri].settings, mode, conns,
 			pct(worst.res.delivered, worst.want), rate(cpu[0]), rate(cpu[len(cpu)/2]), rate(cpu[len(cpu)-1]), mib(rss))
 		fmt.Println(row)
 		rows = append(rows, row)

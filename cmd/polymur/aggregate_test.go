@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -165,4 +166,71 @@ func sameLine(a, b string) bool {
 	va, err1 := strconv.ParseFloat(fa[1], 64)
 	vb, err2 := strconv.ParseFloat(fb[1], 64)
 	return err1 == nil && err2 == nil && math.Abs(va-vb) <= 1e-6*max(1, math.Abs(va))
+}
+
+// TestAggregatesAcrossReloadAndExit: a reload keeps the buckets of an
+// aggregate whose definition did not change, emits those of a removed one
+// and starts a new one; at exit every open bucket is emitted (partial),
+// after every line received was aggregated.
+func TestAggregatesAcrossReloadAndExit(t *testing.T) {
+	sink := testutil.NewSink(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "relay.conf")
+	keep := `aggregate ^a\.(x|y)$ every 60 seconds expire after 600 seconds
+    compute sum write to s.\1
+    compute count write to n.\1
+    send to out stop;
+`
+	os.WriteFile(conf, []byte(fmt.Sprintf("cluster out forward %s;\n%saggregate ^b every 60 seconds expire after 600 seconds compute count write to b.n send to out stop;\nmatch * send to out;\n", sink.Addr(), keep)), 0o600)
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("reload-token-0123456789"), 0o600)
+	d := start(t, "-config", conf, "-admin-addr", "127.0.0.1:0", "-admin-write", "-admin-token-file", tokenFile)
+	ts := time.Now().Unix()/60*60 + 1 // one bucket, whenever in the minute the test runs
+	bucketEnd := ts - 1 + 60
+	d.Send(t, "listen", fmt.Sprintf("a.x 1 %[1]d\na.x 2 %[1]d\na.y 5 %[1]d\nb 1 %[1]d\nmark.1 1 %[1]d\n", ts))
+	if !sink.WaitCount(1, limit) {
+		t.Fatal("the marker did not arrive")
+	}
+	os.WriteFile(conf, []byte(fmt.Sprintf("cluster out forward %s;\nmatch ^zzz send to out;\n%saggregate ^c every 60 seconds expire after 600 seconds compute count write to c.n send to out stop;\nmatch * send to out;\n", sink.Addr(), keep)), 0o600)
+	code, body := testutil.Request(t, "POST", "http://"+d.Addrs["admin"]+"/api/v1/reload", "", map[string]string{"Authorization": "Bearer reload-token-0123456789"})
+	if code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if !sink.WaitCount(2, limit) {
+		t.Fatal("the removed aggregate emitted nothing")
+	}
+	d.Send(t, "listen", fmt.Sprintf("a.x 3 %[1]d\nc 1 %[1]d\nc 1 %[1]d\n", ts))
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.Lines()
+	slices.Sort(got)
+	want := []string{
+		fmt.Sprintf("b.n 1 %d", bucketEnd), fmt.Sprintf("c.n 2 %d", bucketEnd), fmt.Sprintf("mark.1 1 %d", ts),
+		fmt.Sprintf("n.x 3 %d", bucketEnd), fmt.Sprintf("n.y 1 %d", bucketEnd),
+		fmt.Sprintf("s.x 6.000000 %d", bucketEnd), fmt.Sprintf("s.y 5.000000 %d", bucketEnd),
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("sink got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestAggregateTestMode: -test prints the series each compute would feed.
+func TestAggregateTestMode(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "relay.conf")
+	os.WriteFile(conf, []byte(`cluster out forward 10.0.0.1:2003;
+aggregate ^sys\.([^.]+)\.cpu$ every 10 seconds expire after 20 seconds
+    compute sum write to agg.\_1.sum
+    compute percentile95 write to agg.\1.p95
+    ;
+match * send to out;
+`), 0o600)
+	var out strings.Builder
+	if err := run(t.Context(), []string{"-config", conf, "-test"}, strings.NewReader("sys.Web01.cpu 1 2\nother 1 2\n"), &out, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := "sys.Web01.cpu\tagg.web01.sum\taggregate\t-\t-\nsys.Web01.cpu\tagg.Web01.p95\taggregate\t-\t-\nsys.Web01.cpu\tsys.Web01.cpu\tsend\tout\t10.0.0.1:2003\nother\tother\tsend\tout\t10.0.0.1:2003\n"
+	if out.String() != want {
+		t.Fatalf("-test printed\n%s\nwant\n%s", out.String(), want)
+	}
 }
