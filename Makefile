@@ -111,7 +111,7 @@ check:
 # executions (10000x) rather than seconds: a duration races Go's fuzzing
 # coordinator at its deadline on a loaded machine ("context deadline
 # exceeded" with no failing input).
-FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd route:FuzzParse batch:FuzzSplitter dest:FuzzRing decode:FuzzPickle decode:FuzzTransports batch:FuzzNormalizeTags route:FuzzParseMember statsd:FuzzJSObjectToJSON api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment
+FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd route:FuzzParse batch:FuzzSplitter dest:FuzzRing decode:FuzzPickle decode:FuzzTransports batch:FuzzNormalizeTags route:FuzzParseMember statsd:FuzzJSObjectToJSON api:FuzzDispatch listener:FuzzIngest spool:FuzzSegment aggregate:FuzzPut
 fuzz-smoke fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
@@ -125,7 +125,7 @@ fuzz-smoke fuzz:
 # bench/results/latest.md). LINES=5000000 for longer runs.
 LINES ?= 1000000
 bench: all
-	$(GO) test -run '^$$' -bench . -benchmem ./batch ./dest ./route ./decode
+	$(GO) test -run '^$$' -bench . -benchmem ./batch ./dest ./route ./decode ./aggregate
 	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
 
 # A .deb of the linux/amd64 release (binaries, systemd units, /etc/default

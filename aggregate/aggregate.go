@@ -73,13 +73,19 @@ type Engine struct {
 
 // agg is one aggregate's state.
 type agg struct {
-	def    atomic.Pointer[route.Aggregate]
-	every  int64
-	expire int64
-	mu     sync.Mutex
-	series map[key]*series
-	due    map[int64][]*series // bucket start → the series with a bucket there
-	nbuck  int
+	def     atomic.Pointer[route.Aggregate]
+	every   int64
+	expire  int64
+	mu      sync.Mutex
+	series  []map[string]*series // per compute, by series name
+	nseries int
+	due     map[int64][]*series // bucket start → the series with a bucket there
+	nbuck   int
+	buf     []byte // keys and names being built (under mu)
+	// inst caches, by AppendKey, the series of each compute a metric
+	// feeds (one map lookup per point, not one per compute); an entry
+	// with a series since emitted is rebuilt.
+	inst map[string][]*series
 
 	received, emitted atomic.Uint64
 	dropped           [7]atomic.Uint64 // by dropReasons index
@@ -87,14 +93,11 @@ type agg struct {
 
 var dropReasons = [...]string{DropLate, DropFuture, DropSeries, DropValues, DropInvalid, DropShutdown, DropUnavailable}
 
-type key struct {
-	c    int
-	name string
-}
-
 type series struct {
-	k       key
-	values  bool // keeps every value (median, percentile, variance, stddev)
+	dead    bool   // emitted and removed from the maps
+	c       int    // compute
+	name    string // series name
+	values  bool   // keeps every value (median, percentile, variance, stddev)
 	buckets []bucket
 }
 
@@ -138,7 +141,10 @@ func (e *Engine) Apply(ctx context.Context, defs []*route.Aggregate) {
 			a = byKey[d.Key()]
 		}
 		if a == nil {
-			a = &agg{every: int64(d.Every), expire: int64(d.Expire), series: map[key]*series{}, due: map[int64][]*series{}}
+			a = &agg{every: int64(d.Every), expire: int64(d.Expire), due: map[int64][]*series{}, inst: map[string][]*series{}}
+			for range d.Computes {
+				a.series = append(a.series, map[string]*series{})
+			}
 		}
 		a.def.Store(d)
 		byDef[d], byKey[d.Key()] = a, a
@@ -172,51 +178,94 @@ func (e *Engine) lookup(d *route.Aggregate) *agg {
 	return e.byKey[d.Key()] // a table edited or reloaded since d was routed
 }
 
-// Put feeds one point to compute c of aggregate d under series name; rest
-// is the line after the name ("value timestamp").
-func (e *Engine) Put(d *route.Aggregate, c int, name string, rest []byte) {
+// Put feeds one point to every compute of aggregate d, which matched the
+// metric name at loc (route.Delivery's Loc); rest is the line after the
+// name ("value timestamp").
+func (e *Engine) Put(d *route.Aggregate, name string, loc []int, rest []byte) {
 	a := e.lookup(d)
 	if a == nil {
-		e.drop(DropUnavailable, 1)
+		e.drop(DropUnavailable, uint64(len(d.Computes)))
 		return
 	}
-	a.received.Add(1)
+	n := uint64(len(d.Computes))
+	a.received.Add(n)
 	v, ts, ok := parse(rest)
 	if !ok {
-		a.drop(DropInvalid, 1)
+		a.drop(DropInvalid, n)
 		return
 	}
 	now := e.cfg.Now().Unix()
 	start := floor(ts, a.every)
 	switch {
 	case start+a.every+a.expire <= now:
-		a.drop(DropLate, 1)
+		a.drop(DropLate, n)
 		return
 	case start >= floor(now, a.every)+a.expire:
-		a.drop(DropFuture, 1)
-		return
-	}
-	needsValues := d.Computes[c].Func.NeedsValues()
-	if needsValues && e.values.Add(1) > e.cfg.MaxValues {
-		e.values.Add(-1)
-		a.drop(DropValues, 1)
+		a.drop(DropFuture, n)
 		return
 	}
 	a.mu.Lock()
-	k := key{c, name}
-	s := a.series[k]
-	if s == nil {
-		if e.series.Add(1) > int64(e.cfg.MaxSeries) {
-			e.series.Add(-1)
-			a.mu.Unlock()
-			if needsValues {
-				e.values.Add(-1)
-			}
-			a.drop(DropSeries, 1)
-			return
+	a.buf = d.AppendKey(a.buf[:0], name, loc)
+	ss := a.inst[string(a.buf)]
+	if !live(ss, len(d.Computes)) {
+		if len(a.inst) >= e.cfg.MaxSeries {
+			clear(a.inst) // a cache: bounded like the series
 		}
-		s = &series{k: key{c, cloneString(name)}, values: needsValues}
-		a.series[s.k] = s
+		ss = make([]*series, len(d.Computes))
+		for c := range d.Computes {
+			a.buf = d.AppendName(a.buf[:0], c, name, loc)
+			ss[c] = a.series[c][string(a.buf)]
+		}
+		a.buf = d.AppendKey(a.buf[:0], name, loc)
+		a.inst[string(a.buf)] = ss
+	}
+	for c, s := range ss {
+		if s == nil {
+			a.buf = d.AppendName(a.buf[:0], c, name, loc)
+			if s = e.newSeries(a, d, c, a.buf); s == nil {
+				continue
+			}
+			ss[c] = s
+		}
+		e.add(a, s, start, v)
+	}
+	a.mu.Unlock()
+}
+
+// live reports whether a cached entry holds a series for every compute,
+// none of them emitted away.
+func live(ss []*series, n int) bool {
+	if len(ss) != n {
+		return false
+	}
+	for _, s := range ss {
+		if s == nil || s.dead {
+			return false
+		}
+	}
+	return true
+}
+
+// newSeries makes compute c's series name (a.mu held), or counts the point
+// dropped beyond -aggregate-max-series.
+func (e *Engine) newSeries(a *agg, d *route.Aggregate, c int, name []byte) *series {
+	if e.series.Add(1) > int64(e.cfg.MaxSeries) {
+		e.series.Add(-1)
+		a.drop(DropSeries, 1)
+		return nil
+	}
+	s := &series{c: c, name: string(name), values: d.Computes[c].Func.NeedsValues()}
+	a.series[c][s.name] = s
+	a.nseries++
+	return s
+}
+
+// add puts v in series s, bucket start (a.mu held).
+func (e *Engine) add(a *agg, s *series, start int64, v float64) {
+	if s.values && e.values.Add(1) > e.cfg.MaxValues {
+		e.values.Add(-1)
+		a.drop(DropValues, 1)
+		return
 	}
 	b := s.bucket(start)
 	if b == nil {
@@ -231,7 +280,6 @@ func (e *Engine) Put(d *route.Aggregate, c int, name string, rest []byte) {
 	if s.values {
 		b.vals = append(b.vals, v)
 	}
-	a.mu.Unlock()
 }
 
 func (s *series) bucket(start int64) *bucket {
@@ -242,10 +290,6 @@ func (s *series) bucket(start int64) *bucket {
 	}
 	return nil
 }
-
-// cloneString copies name so that the map key does not pin a caller's
-// buffer.
-func cloneString(s string) string { return string([]byte(s)) }
 
 // floor is the start of the interval-aligned bucket holding ts.
 func floor(ts, every int64) int64 {
@@ -373,16 +417,23 @@ func (e *Engine) flush(ctx context.Context, a *agg, emit bool) {
 func (e *Engine) discard(a *agg) {
 	a.mu.Lock()
 	var n uint64
-	for _, s := range a.series {
-		for _, b := range s.buckets {
-			n += uint64(b.n)
-			if s.values {
-				e.values.Add(-int64(b.n))
+	for _, m := range a.series {
+		for _, s := range m {
+			for _, b := range s.buckets {
+				n += uint64(b.n)
+				if s.values {
+					e.values.Add(-int64(b.n))
+				}
 			}
 		}
+		for _, s := range m {
+			s.dead = true
+		}
+		clear(m)
 	}
-	e.series.Add(-int64(len(a.series)))
-	clear(a.series)
+	clear(a.inst)
+	e.series.Add(-int64(a.nseries))
+	a.nseries = 0
 	clear(a.due)
 	a.nbuck = 0
 	a.mu.Unlock()
@@ -428,12 +479,17 @@ func (e *Engine) emitWith(a *agg, due func(start int64) bool, out func(*route.Ag
 				}
 			}
 			if len(s.buckets) == 0 {
-				delete(a.series, s.k)
+				delete(a.series[s.c], s.name)
+				s.dead = true
+				a.nseries--
 				e.series.Add(-1)
 			}
 		}
 		a.nbuck -= len(a.due[start])
 		delete(a.due, start)
+	}
+	if a.nseries == 0 {
+		clear(a.inst)
 	}
 	a.mu.Unlock()
 	var b *batch.Batch
@@ -442,14 +498,14 @@ func (e *Engine) emitWith(a *agg, due func(start int64) bool, out func(*route.Ag
 		if b == nil {
 			b = batch.Get()
 		}
-		c := d.Computes[r.s.k.c]
-		line = append(line[:0], r.s.k.name...)
+		c := d.Computes[r.s.c]
+		line = append(line[:0], r.s.name...)
 		line = append(line, ' ')
 		line = appendValue(line, c, &r.b, e.cfg.SortedRanks)
 		line = append(line, ' ')
 		line = strconv.AppendInt(line, stamp(d, r.b.start), 10)
 		line = append(line, '\n')
-		b.Append(line, len(r.s.k.name))
+		b.Append(line, len(r.s.name))
 		if r.s.values {
 			e.values.Add(-int64(len(r.b.vals)))
 		}
@@ -480,9 +536,11 @@ func (e *Engine) Open() int {
 	n := 0
 	for _, a := range e.current() {
 		a.mu.Lock()
-		for _, s := range a.series {
-			for _, b := range s.buckets {
-				n += b.n
+		for _, m := range a.series {
+			for _, s := range m {
+				for _, b := range s.buckets {
+					n += b.n
+				}
 			}
 		}
 		a.mu.Unlock()

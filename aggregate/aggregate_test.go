@@ -156,7 +156,7 @@ func feed(e *Engine, tb *route.Table, lines ...string) {
 		name, rest, _ := strings.Cut(l, " ")
 		for _, d := range tb.Route(nil, name, rest, nil) {
 			if d.Outcome == route.Aggregated {
-				e.Put(d.Aggregate, d.Compute, d.Name, []byte(rest))
+				e.Put(d.Aggregate, d.Name, d.Loc, []byte(rest))
 			}
 		}
 	}

@@ -32,7 +32,7 @@ func (e *Engine) Stats() Stats {
 	for _, a := range e.current() {
 		as := AggStats{Pos: a.def.Load().Pos(), Received: a.received.Load(), Emitted: a.emitted.Load(), Dropped: map[string]uint64{}}
 		a.mu.Lock()
-		as.Series, as.Buckets = len(a.series), a.nbuck
+		as.Series, as.Buckets = a.nseries, a.nbuck
 		a.mu.Unlock()
 		for i, r := range dropReasons {
 			if n := a.dropped[i].Load(); n > 0 {

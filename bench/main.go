@@ -146,7 +146,7 @@ func bench(o options) error {
 		if err != nil {
 			return err
 		}
-		extras = append(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the end markers, one per connection, which arrive once every point before them was aggregated):", "",
+		extras = append(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the markers sent after every 10,000 points of a connection, each arriving once every point before it was aggregated; a relay that does not finish in the time allowed is rated on the points its markers show it took):", "",
 			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
 		extras = append(extras, rows...)
 		extras = append(extras, "")

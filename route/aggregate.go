@@ -77,63 +77,99 @@ func (a *Aggregate) Pos() string { return a.pos }
 // aggregate whose key did not change.
 func (a *Aggregate) Key() string { return a.key }
 
-// Name is compute c's series name for metric name, which the aggregate
-// matched; false when the name does not match (any more).
-func (a *Aggregate) Name(c int, name string) (string, bool) {
-	var b strings.Builder
-	if !a.appendName(&b, c, name) {
-		return "", false
+// Names are the series names the computes write for metric name (one per
+// compute, in order); nil when the aggregate does not match name.
+func (a *Aggregate) Names(name string) []string {
+	loc, ok := a.Match(name)
+	if !ok {
+		return nil
 	}
-	return b.String(), true
+	var out []string
+	for c := range a.Computes {
+		out = append(out, string(a.AppendName(nil, c, name, loc)))
+	}
+	return out
 }
 
-func (a *Aggregate) appendName(b *strings.Builder, c int, name string) bool {
+// Match runs the aggregate's expressions on name: ok when one matches, and
+// loc, its groups (FindStringSubmatchIndex), when it has any.
+func (a *Aggregate) Match(name string) (loc []int, ok bool) {
 	if a.All {
-		b.WriteString(a.Computes[c].Write)
-		return true
+		return nil, true
 	}
 	for _, e := range a.Exprs {
-		if !e.matches(name) {
+		if e.re != nil && e.re.NumSubexp() > 0 {
+			if loc = e.re.FindStringSubmatchIndex(name); loc != nil {
+				return loc, true
+			}
 			continue
 		}
-		if e.re == nil || e.re.NumSubexp() == 0 {
-			b.WriteString(a.Computes[c].Write) // no groups: the name as written
-			return true
+		if e.matches(name) {
+			return nil, true
 		}
-		// With groups, the name is a rewrite of the metric (as in
-		// carbon-c-relay): what the expression matched is replaced, the
-		// rest of the metric kept.
-		loc := e.re.FindStringSubmatchIndex(name)
-		b.WriteString(name[:loc[0]])
-		expand(b, a.Computes[c].repl, name, loc)
-		b.WriteString(name[loc[1]:])
-		return true
 	}
-	return false
+	return nil, false
 }
 
-// aggregates reports whether one of the aggregate's expressions matches.
-func (rt *routing) aggregates(a *Aggregate) bool {
+// AppendName appends compute c's series name for name, matched at loc
+// (Match). With groups, the name is a rewrite of the metric, as in
+// carbon-c-relay: what the expression matched is replaced, the rest of the
+// metric kept; without, it is the name as written.
+func (a *Aggregate) AppendName(dst []byte, c int, name string, loc []int) []byte {
+	if loc == nil {
+		return append(dst, a.Computes[c].Write...)
+	}
+	dst = append(dst, name[:loc[0]]...)
+	dst = expandBytes(dst, a.Computes[c].repl, name, loc)
+	return append(dst, name[loc[1]:]...)
+}
+
+// AppendKey appends what the series names of name depend on (the text
+// around the match and every group): two metrics with the same key feed
+// the same series.
+func (a *Aggregate) AppendKey(dst []byte, name string, loc []int) []byte {
+	if loc == nil {
+		return dst
+	}
+	dst = append(dst, name[:loc[0]]...)
+	for g := 2; g+1 < len(loc); g += 2 {
+		dst = append(dst, 0)
+		if loc[g] >= 0 {
+			dst = append(dst, name[loc[g]:loc[g+1]]...)
+		}
+	}
+	dst = append(dst, 0)
+	return append(dst, name[loc[1]:]...)
+}
+
+// aggregates is Match with the routing's literal memo: the expression runs
+// once, its groups found in the same run.
+func (rt *routing) aggregates(a *Aggregate) (loc []int, ok bool) {
 	if a.All {
-		return true
+		return nil, true
 	}
 	for _, e := range a.Exprs {
+		if e.re != nil && e.re.NumSubexp() > 0 {
+			if !rt.mayMatch(e) {
+				continue
+			}
+			if loc = e.re.FindStringSubmatchIndex(rt.name); loc != nil {
+				return loc, true
+			}
+			continue
+		}
 		if rt.exprMatches(e) {
-			return true
+			return nil, true
 		}
 	}
-	return false
+	return nil, false
 }
 
-// feed appends one Aggregate delivery per compute for the current name.
-func (rt *routing) feed(a *Aggregate) {
+// feed appends the Aggregated delivery of the current name matched at loc:
+// the aggregate's computes take it under the names AppendName gives.
+func (rt *routing) feed(a *Aggregate, loc []int) {
 	rt.matched = true
-	for c := range a.Computes {
-		var b strings.Builder
-		if a.appendName(&b, c, rt.name) {
-			rt.dst = append(rt.dst, Delivery{Name: b.String(), Outcome: Aggregated, Aggregate: a, Compute: c})
-		}
-	}
+	rt.dst = append(rt.dst, Delivery{Name: rt.name, Outcome: Aggregated, Aggregate: a, Loc: loc})
 }
 
 // RouteOutput decides where a line an aggregate emitted goes: to its send

@@ -90,6 +90,12 @@ func ours(tb *Table, line string) []delivery {
 		if d.Outcome == InvalidLogged {
 			continue
 		}
+		if d.Outcome == Aggregated {
+			for _, n := range d.Aggregate.Names(d.Name) {
+				out = append(out, delivery{n, Aggregated, "-", "-"})
+			}
+			continue
+		}
 		c, s := "-", "-"
 		if d.Cluster != nil {
 			c = d.Cluster.Name

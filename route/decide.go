@@ -14,9 +14,10 @@ type Delivery struct {
 	Cluster *Cluster
 	Server  *Server
 	File    string
-	// Aggregate and Compute, for outcome Aggregated.
+	// Aggregate, for outcome Aggregated (Name: the metric it takes, Loc:
+	// where its expression matched, as Aggregate.Match gives it).
 	Aggregate *Aggregate
-	Compute   int
+	Loc       []int
 }
 
 // Route decides where the metric name (with rest, the line after the name,
@@ -63,8 +64,8 @@ func (t *Table) Route(dst []Delivery, name, rest string, live func(*Server) bool
 			continue
 		}
 		if a := r.Aggregate; a != nil {
-			if rt.aggregates(a) {
-				rt.feed(a)
+			if loc, ok := rt.aggregates(a); ok {
+				rt.feed(a, loc)
 				if a.Stop {
 					return rt.dst
 				}
@@ -113,12 +114,7 @@ func (rt *routing) exprMatches(e *Expr) bool {
 	if e.re == nil || e.lit || e.all {
 		return e.matches(rt.name)
 	}
-	for _, id := range e.needIDs {
-		if !rt.literal(id) {
-			return false
-		}
-	}
-	return e.re.MatchString(rt.name)
+	return rt.mayMatch(e) && e.re.MatchString(rt.name)
 }
 
 // literal tests required literal id on the name, once per name.
@@ -137,8 +133,11 @@ func (rt *routing) literal(id int) bool {
 }
 
 // mayRewrite applies rw's required-literal tests through the memo.
-func (rt *routing) mayRewrite(rw *Rewrite) bool {
-	for _, id := range rw.Expr.needIDs {
+func (rt *routing) mayRewrite(rw *Rewrite) bool { return rt.mayMatch(rw.Expr) }
+
+// mayMatch applies e's required-literal tests through the memo.
+func (rt *routing) mayMatch(e *Expr) bool {
+	for _, id := range e.needIDs {
 		if !rt.literal(id) {
 			return false
 		}

@@ -310,16 +310,20 @@ func (r *Rewrite) apply(name string) (string, bool) {
 // expand writes the replacement parts, their groups taken from name at loc
 // (FindStringSubmatchIndex).
 func expand(b *strings.Builder, repl []replPart, name string, loc []int) {
+	b.Write(expandBytes(nil, repl, name, loc))
+}
+
+// expandBytes appends the replacement parts to dst.
+func expandBytes(dst []byte, repl []replPart, name string, loc []int) []byte {
 	for _, p := range repl {
 		if p.group == 0 {
-			b.WriteString(p.text)
+			dst = append(dst, p.text...)
 			continue
 		}
-		s, e := loc[2*p.group], loc[2*p.group+1]
-		if s < 0 {
-			continue
+		if 2*p.group+1 >= len(loc) || loc[2*p.group] < 0 {
+			continue // a group the expression that matched does not have, or did not take
 		}
-		g := name[s:e]
+		g := name[loc[2*p.group]:loc[2*p.group+1]]
 		switch {
 		case p.lower:
 			g = strings.ToLower(g)
@@ -329,6 +333,7 @@ func expand(b *strings.Builder, repl []replPart, name string, loc []int) {
 		if p.dots {
 			g = strings.ReplaceAll(g, ".", "_")
 		}
-		b.WriteString(g)
+		dst = append(dst, g...)
 	}
+	return dst
 }

@@ -120,6 +120,12 @@ func WriteTest(w io.Writer, metric string, ds []Delivery) {
 		if d.Outcome == InvalidLogged {
 			continue
 		}
+		if d.Outcome == Aggregated {
+			for _, n := range d.Aggregate.Names(d.Name) {
+				fmt.Fprintf(w, "%s\t%s\t%s\t-\t-\n", metric, n, Aggregated)
+			}
+			continue
+		}
 		cluster, where := "-", "-"
 		if d.Cluster != nil {
 			cluster = d.Cluster.Name

@@ -48,7 +48,17 @@ func TestParseErrorsNamePlace(t *testing.T) {
 		{"rewrite star", "rewrite * into x;", "not *"},
 		{"rewrite without into", "rewrite ^a b;", "expected \"into\""},
 		{"validate else", "cluster a forward 127.0.0.1:2003;\nmatch * validate ^1 else keep send to a;", "log or drop"},
-		{"aggregate refused", "aggregate ^a every 10 seconds expire after 20 seconds compute sum write to b;", "aggregate is not supported yet"},
+		{"aggregate expire not after interval", "aggregate ^a every 10 seconds expire after 10 seconds compute sum write to b;", "c.conf:1:44: expire after (10 seconds) must be greater"},
+		{"aggregate zero interval", "aggregate ^a every 0 seconds expire after 10 seconds compute sum write to b;", "c.conf:1:20: the interval must be"},
+		{"aggregate percentile 100", "aggregate ^a every 10 seconds expire after 20 seconds compute percentile100 write to b;", "c.conf:1:63: percentile<P>"},
+		{"aggregate unknown compute", "aggregate ^a every 10 seconds expire after 20 seconds compute mode write to b;", "unknown compute function \"mode\""},
+		{"aggregate no compute", "aggregate ^a every 10 seconds expire after 20 seconds;", "expected compute"},
+		{"aggregate stop without send to", "aggregate ^a every 10 seconds expire after 20 seconds compute sum write to b stop;", "stop in an aggregate comes after its send to"},
+		{"aggregate blackhole", "aggregate ^a every 10 seconds expire after 20 seconds compute sum write to b send to blackhole;", "cannot send to blackhole"},
+		{"aggregate unknown cluster", "aggregate ^a every 10 seconds expire after 20 seconds compute sum write to b send to x;", "unknown cluster \"x\""},
+		{"aggregate group out of range", "aggregate ^(a) every 10 seconds expire after 20 seconds compute sum write to \\2;", "refers to \\2"},
+		{"aggregate timestamp", "aggregate ^a every 10 seconds expire after 20 seconds timestamp at noon of bucket compute sum write to b;", "start, middle or end"},
+		{"aggregate without expressions", "aggregate every 10 seconds expire after 20 seconds compute sum write to b;", "expected \"every\""},
 		{"unterminated quote", "match \"^a send to a;", "unterminated quoted string"},
 		{"include missing", "include /nonexistent/*.conf;", "matches no file"},
 		{"replication word", "cluster a carbon_ch replication two 127.0.0.1:2003;", "replication must be"},
@@ -171,6 +181,8 @@ func FuzzParse(f *testing.F) {
 		"cluster j jump_fnv1a_ch 127.0.0.1:1=1 127.0.0.2:1=x;\ncluster f fnv1a_ch 127.0.0.1:2;\nmatch a b \"c d\" route using ^(.) send to j f;",
 		"# only\n;;\n",
 		"match \"unterminated",
+		"aggregate ^(a)(b) ^(c) every 10 seconds expire after 20 seconds compute sum write to \\2.\\1;",
+		"cluster a forward 127.0.0.1:2003;\naggregate ^a\\.([^.]+)\\.(.*) * every 10 seconds expire after 20 seconds timestamp at middle of bucket compute percentile9 write to x.\\_1.\\.2 compute stddev write to y send to a stop;\nmatch * send to a;",
 	} {
 		f.Add(src, "a.b.c 1 2")
 	}
@@ -186,7 +198,14 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		name, rest, _ := strings.Cut(line, " ")
-		tb.Route(nil, name, rest, nil)
+		for _, d := range tb.Route(nil, name, rest, nil) {
+			if d.Outcome == Aggregated {
+				for c := range d.Aggregate.Computes {
+					d.Aggregate.AppendName(nil, c, d.Name, d.Loc)
+				}
+				d.Aggregate.AppendKey(nil, d.Name, d.Loc)
+			}
+		}
 		tb.Route(nil, name, rest, func(*Server) bool { return false })
 		var sb strings.Builder
 		tb.Format(&sb)

@@ -223,7 +223,7 @@ func (st *routeState) route(dst []dest.Placement, name, rest []byte, via any, up
 		switch d.Outcome {
 		case route.Aggregated:
 			if st.agg != nil {
-				st.agg.Put(d.Aggregate, d.Compute, d.Name, rest)
+				st.agg.Put(d.Aggregate, d.Name, d.Loc, rest)
 			}
 			why = cmp.Or(why, dest.Absorbed)
 		case route.Send:
