@@ -4,22 +4,22 @@ import "sync/atomic"
 
 // Stats is a snapshot of the engine's state and counters.
 type Stats struct {
-	Aggregates []AggStats
-	Series     int64 // live series, all aggregates
-	Values     int64 // values kept for median, percentile, variance, stddev
-	MaxSeries  int
-	MaxValues  int64
-	Dropped    map[string]uint64 // points dropped by reason, all aggregates (gone ones too)
+	Aggregates []AggStats        `json:"aggregates"`
+	Series     int64             `json:"series"`     // live series, all aggregates
+	Values     int64             `json:"values"`     // values kept for median, percentile, variance, stddev
+	MaxSeries  int               `json:"max_series"` // -aggregate-max-series
+	MaxValues  int64             `json:"max_values"` // -aggregate-max-values
+	Dropped    map[string]uint64 `json:"dropped"`    // points dropped by reason, all aggregates (gone ones too)
 }
 
 // AggStats is one aggregate's.
 type AggStats struct {
-	Pos      string // where it is defined (file:line:col)
-	Series   int
-	Buckets  int
-	Received uint64 // points fed to it
-	Emitted  uint64 // lines it wrote
-	Dropped  map[string]uint64
+	Pos      string            `json:"aggregate"` // where it is defined (file:line:col)
+	Series   int               `json:"series"`
+	Buckets  int               `json:"buckets"`
+	Received uint64            `json:"received"` // points fed to it (one per compute)
+	Emitted  uint64            `json:"emitted"`  // lines it wrote
+	Dropped  map[string]uint64 `json:"dropped"`
 }
 
 // Stats returns the engine's counters.

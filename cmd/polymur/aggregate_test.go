@@ -200,6 +200,13 @@ func TestAggregatesAcrossReloadAndExit(t *testing.T) {
 		t.Fatal("the removed aggregate emitted nothing")
 	}
 	d.Send(t, "listen", fmt.Sprintf("a.x 3 %[1]d\nc 1 %[1]d\nc 1 %[1]d\n", ts))
+	testutil.WaitFor(t, "the points aggregated", limit, func() bool {
+		return strings.Contains(testutil.Scrape(t, "http://"+d.Addrs["admin"]+"/metrics"), `polymur_aggregate_points_received_total{aggregate="`+conf+`:7:1"} 2`)
+	})
+	_, stats := testutil.Get(t, "http://"+d.Addrs["admin"]+"/api/v1/stats")
+	testutil.HasAll(t, "stats", stats, `"aggregates": {`, `"aggregate": "`+conf+`:7:1"`, `"buckets": 1`, `"emitted":`)
+	dom := testutil.RenderPage(t, "http://"+d.Addrs["admin"]+"/", 5*time.Second, "")
+	testutil.HasAll(t, "the status page", dom, `data-loaded="yes"`, "<h2>Aggregates</h2>", "<td>"+conf+":7:1</td>")
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}
