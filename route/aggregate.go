@@ -195,26 +195,10 @@ func (t *Table) RouteOutput(dst []Delivery, a *Aggregate, name, rest string, liv
 
 func (p *parser) aggregate(at token) error {
 	a := &Aggregate{pos: at.pos()}
-	for !p.atEnd() && !p.peek().semi {
-		t := p.peek()
-		if !t.quoted && t.text == "every" && len(a.Exprs)+btoi(a.All) > 0 {
-			break
-		}
-		p.next()
-		if t.text == "*" && !t.quoted {
-			a.All = true
-			continue
-		}
-		e, err := p.expr(t)
-		if err != nil {
-			return err
-		}
-		a.Exprs = append(a.Exprs, e)
-	}
-	if !a.All && len(a.Exprs) == 0 {
-		return errAt(at, "aggregate needs * or at least one expression")
-	}
 	var err error
+	if a.All, a.Exprs, err = p.exprs(at, "every"); err != nil {
+		return err
+	}
 	if err = p.expect("every"); err != nil {
 		return err
 	}

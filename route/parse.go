@@ -195,24 +195,9 @@ func (p *parser) expr(t token) (*Expr, error) {
 
 func (p *parser) match(at token) error {
 	m := &Match{pos: at.pos()}
-	for !p.atEnd() && !p.peek().semi {
-		t := p.peek()
-		if !t.quoted && (t.text == "validate" || t.text == "send" || t.text == "route" || t.text == "stop") && len(m.Exprs)+btoi(m.All) > 0 {
-			break
-		}
-		p.next()
-		if t.text == "*" && !t.quoted {
-			m.All = true
-			continue
-		}
-		e, err := p.expr(t)
-		if err != nil {
-			return err
-		}
-		m.Exprs = append(m.Exprs, e)
-	}
-	if !m.All && len(m.Exprs) == 0 {
-		return errAt(at, "match needs * or at least one expression")
+	var err error
+	if m.All, m.Exprs, err = p.exprs(at, "validate", "send", "route", "stop"); err != nil {
+		return err
 	}
 	if p.peek().text == "validate" {
 		p.next()
@@ -285,6 +270,31 @@ func (p *parser) match(at token) error {
 	}
 	p.t.Rules = append(p.t.Rules, Rule{Match: m})
 	return nil
+}
+
+// exprs reads the expressions of a match or aggregate (at is its keyword)
+// up to one of the keywords that end them: * (all) or at least one.
+func (p *parser) exprs(at token, end ...string) (all bool, exprs []*Expr, err error) {
+	for !p.atEnd() && !p.peek().semi {
+		t := p.peek()
+		if !t.quoted && slices.Contains(end, t.text) && len(exprs)+btoi(all) > 0 {
+			break
+		}
+		p.next()
+		if t.text == "*" && !t.quoted {
+			all = true
+			continue
+		}
+		e, err := p.expr(t)
+		if err != nil {
+			return false, nil, err
+		}
+		exprs = append(exprs, e)
+	}
+	if !all && len(exprs) == 0 {
+		return false, nil, errAt(at, "%s needs * or at least one expression", at.text)
+	}
+	return all, exprs, nil
 }
 
 func (p *parser) rewrite(at token) error {

@@ -79,16 +79,7 @@ func TestAggregatesSameAsCarbonCRelay(t *testing.T) {
 	theirs, ours := filepath.Join(dir, "c-relay.conf"), filepath.Join(dir, "polymur.conf")
 	os.WriteFile(theirs, []byte(aggregateConf(theirSink.Addr(), port)), 0o600)
 	os.WriteFile(ours, []byte(aggregateConf(ourSink.Addr(), port)), 0o600)
-	logFile := filepath.Join(dir, "c-relay.log")
-	peer := testutil.StartProc(t, crelay, nil, "-f", theirs, "-l", logFile)
-	testutil.WaitFor(t, "carbon-c-relay started", limit, func() bool {
-		b, _ := os.ReadFile(logFile)
-		if peer.Exited() {
-			t.Fatalf("carbon-c-relay exited:\n%s", b)
-		}
-		return strings.Contains(string(b), "startup sequence complete")
-	})
-	defer peer.Stop(t)
+	defer startCRelay(t, crelay, theirs).Stop(t)
 	d := start(t, "-config", ours)
 
 	// The points sit around the second they are sent in, well inside the

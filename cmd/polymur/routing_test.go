@@ -347,18 +347,7 @@ match * send to flat withip;
 	theirs, ours := filepath.Join(dir, "c-relay.conf"), filepath.Join(dir, "polymur.conf")
 	os.WriteFile(theirs, []byte(conf("c-relay")), 0o600)
 	os.WriteFile(ours, []byte(conf("polymur")), 0o600)
-	logFile := filepath.Join(dir, "c-relay.log")
-	peer := testutil.StartProc(t, crelay, nil, "-f", theirs, "-l", logFile)
-	// Wait for its log, not by connecting: a connect-and-close probe can
-	// crash carbon-c-relay 3.7.3.
-	testutil.WaitFor(t, "carbon-c-relay started", limit, func() bool {
-		b, _ := os.ReadFile(logFile)
-		if peer.Exited() {
-			t.Fatalf("carbon-c-relay exited:\n%s", b)
-		}
-		return strings.Contains(string(b), "startup sequence complete")
-	})
-	defer peer.Stop(t)
+	defer startCRelay(t, crelay, theirs).Stop(t)
 	d := start(t, "-config", ours)
 	var lines []string
 	for i := range 600 {
@@ -388,4 +377,21 @@ match * send to flat withip;
 		}
 		t.Logf("%s: %d lines, byte for byte as carbon-c-relay wrote them", ext, bytes.Count(a, []byte("\n")))
 	}
+}
+
+// startCRelay starts carbon-c-relay (bin) as a daemon on conf and waits for
+// its log to say it started — not by connecting: a connect-and-close probe
+// can crash carbon-c-relay 3.7.3.
+func startCRelay(t *testing.T, bin, conf string) *testutil.Proc {
+	t.Helper()
+	logFile := conf + ".log"
+	peer := testutil.StartProc(t, bin, nil, "-f", conf, "-l", logFile)
+	testutil.WaitFor(t, "carbon-c-relay started", limit, func() bool {
+		b, _ := os.ReadFile(logFile)
+		if peer.Exited() {
+			t.Fatalf("carbon-c-relay exited:\n%s", b)
+		}
+		return strings.Contains(string(b), "startup sequence complete")
+	})
+	return peer
 }
