@@ -8,11 +8,12 @@ import (
 
 // TestImportRules enforces DESIGN.md's import DAG: library packages never
 // import each other sideways (they meet through funcs that cmd/ wires), all
-// may use the leaves batch, ring, spool and decode, and only keysync reaches
-// Consul.
+// may use the leaves batch, ring, spool and decode, aggregate carries out
+// route's aggregate rules (its one edge, declared), and only keysync
+// reaches Consul.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
-	library := []string{"listener", "dest", "output", "api", "admin", "keysync", "runstats", "route", "statsd"}
+	library := []string{"listener", "dest", "output", "api", "admin", "keysync", "runstats", "route", "statsd", "aggregate"}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -35,6 +36,8 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("ring is a leaf (placement only) but imports %s", d)
 			case pkg == "spool" && d != "batch":
 				t.Errorf("spool is a leaf beside batch but imports %s", d)
+			case pkg == "aggregate" && d == "route":
+				// declared: the engine of route's aggregate rules
 			case pkg == "decode" && d != "batch":
 				t.Errorf("decode (the protocol codecs) is a leaf beside batch but imports %s", d)
 			case contains(library, pkg) && contains(library, d):

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Line locates one line inside Batch.Buf: the line starts at Off, its metric
@@ -58,6 +59,11 @@ func (b *Batch) Len() int { return len(b.Lines) }
 
 // Bytes returns the size of b's buffer in bytes.
 func (b *Batch) Bytes() int { return len(b.Buf) }
+
+// Footprint is the memory b holds: its buffer's and line index's capacity.
+func (b *Batch) Footprint() int64 {
+	return int64(cap(b.Buf)) + int64(cap(b.Lines))*int64(unsafe.Sizeof(Line{}))
+}
 
 // Name returns the metric name of line i. The slice aliases b.Buf.
 func (b *Batch) Name(i int) []byte {

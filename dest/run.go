@@ -87,7 +87,7 @@ func (p *Set) distributeLoop(ctx context.Context) {
 	for {
 		select {
 		case b := <-p.in:
-			r.place(ctx, b)
+			r.place(ctx, p.taken(b))
 		case b := <-p.retry:
 			n := b.Len()
 			r.place(ctx, b)
@@ -96,7 +96,7 @@ func (p *Set) distributeLoop(ctx context.Context) {
 			for {
 				select {
 				case b := <-p.in:
-					r.place(ctx, b)
+					r.place(ctx, p.taken(b))
 				default:
 					if end := p.cfg.InputEnd; end != nil {
 						end(func(b *batch.Batch) {
@@ -190,7 +190,7 @@ func (p *Set) countLeftovers() {
 	for {
 		select {
 		case b := <-p.in:
-			lost += b.Len()
+			lost += p.taken(b).Len()
 			b.Release()
 			continue
 		case b := <-p.retry:

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/polymur/polymur/batch"
@@ -107,7 +108,11 @@ type Config struct {
 	Destinations []Destination
 	QueueCap     int // points per destination queue; default 4096
 	IncomingCap  int // batches in the incoming queue; default 32768
-	RetryCap     int // batches in the retry queue; default 4096
+	// IncomingBytes bounds the memory of the batches in the incoming
+	// queue (their buffers' capacity); Send blocks beyond it. 0: no bound
+	// but IncomingCap.
+	IncomingBytes int64
+	RetryCap      int // batches in the retry queue; default 4096
 
 	DialTimeout  time.Duration // default 3s
 	WriteTimeout time.Duration // no progress for this long drops the connection; default 30s
@@ -234,6 +239,8 @@ type Set struct {
 	log *slog.Logger
 
 	in        chan *batch.Batch
+	inBytes   *semaphore.Weighted // IncomingBytes; nil for none
+	inHeld    atomic.Int64        // bytes of inBytes held
 	inClosed  chan struct{}
 	closeOnce sync.Once
 	retry     chan *batch.Batch
@@ -291,6 +298,9 @@ func New(cfg Config) (*Set, error) {
 		retry:    make(chan *batch.Batch, cfg.RetryCap),
 		stop:     make(chan struct{}),
 		spoolLog: rate.Sometimes{Interval: 5 * time.Second},
+	}
+	if cfg.IncomingBytes > 0 {
+		p.inBytes = semaphore.NewWeighted(cfg.IncomingBytes)
 	}
 	p.drainCtx, p.startDrain = context.WithCancel(context.Background())
 	p.routers.New = func() any { return newRouter(p) }
@@ -411,13 +421,50 @@ func (p *Set) Send(ctx context.Context, b *batch.Batch) error {
 		p.received.Add(uint64(n))
 		return nil
 	}
+	w, err := p.admit(ctx, b)
+	if err != nil {
+		return err
+	}
 	select {
 	case p.in <- b: // policy: block
 		p.received.Add(uint64(n))
 		return nil
 	case <-ctx.Done():
+		p.release(w)
 		return ctx.Err()
 	}
+}
+
+// admit takes b's footprint from the incoming byte budget, blocking while
+// it is spent (policy: block, backpressure to the client); it returns what
+// it took.
+func (p *Set) admit(ctx context.Context, b *batch.Batch) (int64, error) {
+	if p.inBytes == nil {
+		return 0, nil
+	}
+	w := min(b.Footprint(), p.cfg.IncomingBytes) // a huge batch waits for an empty queue
+	if !p.inBytes.TryAcquire(w) {
+		if err := p.inBytes.Acquire(ctx, w); err != nil {
+			return 0, err
+		}
+	}
+	p.inHeld.Add(w)
+	return w, nil
+}
+
+func (p *Set) release(w int64) {
+	if w > 0 {
+		p.inHeld.Add(-w)
+		p.inBytes.Release(w)
+	}
+}
+
+// taken is b leaving the incoming queue: its bytes go back to the budget.
+func (p *Set) taken(b *batch.Batch) *batch.Batch {
+	if p.inBytes != nil {
+		p.release(min(b.Footprint(), p.cfg.IncomingBytes))
+	}
+	return b
 }
 
 // Direct returns a Send for a single producer goroutine that places its

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/polymur/polymur/batch"
@@ -420,4 +421,49 @@ func BenchmarkWritePath(b *testing.B) {
 			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "lines/s")
 		})
 	}
+}
+
+// TestIncomingBytesBound: Send blocks (backpressure) once the batches in
+// the incoming queue hold IncomingBytes, and goes on when the distributor
+// takes one.
+func TestIncomingBytesBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		mk := func() *batch.Batch {
+			b := batch.Get()
+			b.Append([]byte("a.b 1 2\n"), 3)
+			return b
+		}
+		one := mk().Footprint()
+		p, err := New(Config{Mode: Broadcast, Logger: quiet, IncomingBytes: 2 * one})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := p.Send(t.Context(), mk()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Send(t.Context(), mk()) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("a third batch beyond the budget was taken (err %v)", err)
+		default:
+		}
+		if got := p.Stats().IncomingBytes; got != 2*one {
+			t.Fatalf("incoming bytes %d, want %d", got, 2*one)
+		}
+		p.taken(<-p.in).Release()
+		synctest.Wait()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for len(p.in) > 0 {
+			p.taken(<-p.in).Release()
+		}
+		if got := p.Stats().IncomingBytes; got != 0 {
+			t.Fatalf("incoming bytes %d after the queue emptied", got)
+		}
+	})
 }

@@ -86,6 +86,7 @@ type Stats struct {
 	Retried       uint64            `json:"retried"`
 	ConsoleOut    uint64            `json:"console_out,omitempty"`
 	IncomingDepth int               `json:"incoming_queue_depth"`
+	IncomingBytes int64             `json:"incoming_queue_bytes"`
 	IncomingCap   int               `json:"incoming_queue_cap"`
 	RetryDepth    int               `json:"retry_queue_depth"`
 	Destinations  []DestStats       `json:"destinations"`
@@ -101,6 +102,7 @@ func (p *Set) Stats() Stats {
 		Retried:       p.retried.Load(),
 		ConsoleOut:    p.consoleN.Load(),
 		IncomingDepth: len(p.in),
+		IncomingBytes: p.inHeld.Load(),
 		IncomingCap:   cap(p.in),
 		RetryDepth:    len(p.retry),
 		Destinations:  []DestStats{},

@@ -58,6 +58,29 @@ func (p *parser) cluster(at token) error {
 		}
 		break
 	}
+	if t := p.peek(); t.text == "consul" && !t.quoted && c.Kind != File {
+		p.next()
+		svc, err := p.word("a Consul service name after consul")
+		if err != nil {
+			return err
+		}
+		c.Consul = &Consul{Service: svc.text}
+		for !p.atEnd() && !p.peek().semi {
+			opt := p.next()
+			v, err := p.word("a value after " + opt.text)
+			if err != nil {
+				return err
+			}
+			switch opt.text {
+			case "tag":
+				c.Consul.Tag = v.text
+			case "datacenter":
+				c.Consul.Datacenter = v.text
+			default:
+				return errAt(opt, "unknown consul option %q (want tag or datacenter)", opt.text)
+			}
+		}
+	}
 	for !p.atEnd() && !p.peek().semi {
 		if c.Kind == File {
 			f := p.next()
@@ -73,7 +96,7 @@ func (p *parser) cluster(at token) error {
 	if err := p.endStatement(); err != nil {
 		return err
 	}
-	if len(c.Members) == 0 && len(c.Files) == 0 {
+	if len(c.Members) == 0 && len(c.Files) == 0 && c.Consul == nil {
 		return errAt(at, "cluster %s has no members", name)
 	}
 	return p.t.addCluster(c, at)

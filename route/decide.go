@@ -210,6 +210,9 @@ func routeKey(e *Expr, name string) string {
 func (c *Cluster) pick(dst []int, key string, live func(*Server) bool) []int {
 	up := func(i int) bool { return live == nil || live(c.Members[i]) }
 	n := len(c.Members)
+	if n == 0 {
+		return dst // a Consul cluster before its first membership
+	}
 	// The hashes only read the key: hand them the string's bytes, not a
 	// copy (a copy per line was a tenth of the routing run's CPU).
 	kb := unsafe.Slice(unsafe.StringData(key), len(key))

@@ -109,7 +109,7 @@ func (t *Table) rebuild(members map[string][]*Server, what string) (*Table, erro
 	nt := newTable()
 	for _, c := range t.Clusters {
 		nc := &Cluster{Name: c.Name, Kind: c.Kind, Replication: c.Replication, Dynamic: c.Dynamic,
-			UseAll: c.UseAll, FileIP: c.FileIP, Files: c.Files, pos: c.pos, replPos: c.replPos}
+			UseAll: c.UseAll, FileIP: c.FileIP, Files: c.Files, Consul: c.Consul, pos: c.pos, replPos: c.replPos}
 		for _, m := range members[c.Name] {
 			cp := *m
 			nc.Members = append(nc.Members, &cp)

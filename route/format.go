@@ -25,6 +25,15 @@ func (t *Table) Format(w io.Writer) error {
 		if c.FileIP {
 			b.WriteString(" ip")
 		}
+		if s := c.Consul; s != nil {
+			b.WriteString(" consul " + quote(s.Service))
+			if s.Tag != "" {
+				b.WriteString(" tag " + quote(s.Tag))
+			}
+			if s.Datacenter != "" {
+				b.WriteString(" datacenter " + quote(s.Datacenter))
+			}
+		}
 		b.WriteString("\n")
 		for _, m := range c.Members {
 			b.WriteString("        " + m.Addr())

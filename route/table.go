@@ -6,6 +6,9 @@
 package route
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/polymur/polymur/ring"
 )
 
@@ -67,12 +70,45 @@ type Cluster struct {
 	FileIP      bool
 	Members     []*Server
 	Files       []string
+	// Consul, when set, says the members come from a Consul service's
+	// instances (a polymur extension); the file gives none.
+	Consul      *Consul
 	pos         string
 	replPos     token
 
 	carbon *ring.Carbon
 	fnv    *ring.FNV1a
 	jump   *ring.Jump
+}
+
+// Consul is the service a cluster's members come from.
+type Consul struct {
+	Service, Tag, Datacenter string
+}
+
+// ConsulClusters are the clusters whose members come from Consul.
+func (t *Table) ConsulClusters() []*Cluster {
+	var out []*Cluster
+	for _, c := range t.Clusters {
+		if c.Consul != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// WithMembers returns t with cluster name's members replaced (checked as
+// a cluster line would be); t is unchanged.
+func (t *Table) WithMembers(name string, members []*Server) (*Table, error) {
+	if t.byName[name] == nil {
+		return nil, fmt.Errorf("%w: no cluster %q", ErrEdit, name)
+	}
+	ms := make(map[string][]*Server, len(t.Clusters))
+	for _, c := range t.Clusters {
+		ms[c.Name] = slices.Clone(c.Members)
+	}
+	ms[name] = members
+	return t.rebuild(ms, "members of "+name)
 }
 
 // Match is a match rule.

@@ -79,6 +79,7 @@ func DestMetrics(p *dest.Set) admin.CollectFunc {
 		}
 		Gauge(ch, "polymur_incoming_queue_batches", "Batches waiting in the incoming queue.", float64(s.IncomingDepth))
 		Gauge(ch, "polymur_incoming_queue_capacity_batches", "Capacity of the incoming queue.", float64(s.IncomingCap))
+		Gauge(ch, "polymur_incoming_queue_bytes", "Memory held by the batches in the incoming queue.", float64(s.IncomingBytes))
 		Gauge(ch, "polymur_retry_queue_batches", "Batches waiting in the retry queue.", float64(s.RetryDepth))
 		Gauge(ch, "polymur_destinations", "Registered destinations.", float64(len(s.Destinations)))
 		for _, d := range s.Destinations {

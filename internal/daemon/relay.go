@@ -111,7 +111,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 	}
 	if f.Mode == dest.Routed {
 		var err error
-		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.DestCA, f.Table, log); err != nil {
+		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.DestCA, f.Table, f.ConsulAddr, f.ConsulWait, log); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 		t := r.routing.cur.Load()
@@ -131,6 +131,10 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 	r.Dests = p
 	if r.routing != nil {
 		r.routing.set = p
+		r.routing.mu.Lock()
+		r.routing.applyHealth()
+		r.routing.mu.Unlock()
+		r.Go(r.routing.watchConsul)
 	}
 	return r, nil
 }
@@ -151,6 +155,9 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 		prev := extra
 		extra = func() map[string]any {
 			m := map[string]any{"config": map[string]any{"file": r.routing.path, "reloads": r.routing.reloads.Load(), "reload_failures": r.routing.reloadFails.Load()}}
+			if cs := r.routing.consulStats(); cs != nil {
+				m["consul"] = map[string]any{"watches": cs, "changes": r.routing.consulChanges.Load(), "refused": r.routing.consulFails.Load()}
+			}
 			if prev != nil {
 				maps.Copy(m, prev())
 			}
@@ -158,6 +165,9 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 		}
 	}
 	r.reg = NewRegistry(r.writes, IntakeMetrics(in), DestMetrics(p))
+	if r.routing != nil && r.routing.consul != nil {
+		r.reg.MustRegister(ConsulMetrics(r.routing))
+	}
 	if r.agg != nil {
 		r.reg.MustRegister(AggregateMetrics(r.agg))
 		prev := extra

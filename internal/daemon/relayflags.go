@@ -29,6 +29,7 @@ type RelayFlags struct {
 	Admin                    AdminFlags
 	EnvPrefix                string // POLYMUR or POLYMUR_GW, for the admin token variable
 	OutgoingCap, IncomingCap int
+	IncomingBytes            int64
 	ConsoleOut               bool
 	Destinations             string
 	DestProtocol             string
@@ -70,8 +71,11 @@ type RelayFlags struct {
 	AggMaxValues int64
 	AggAtExit    string
 	AggRank      string
-	NoDelivery   bool
-	Replication  int
+	// Consul, for -config clusters whose members come from a service.
+	ConsulAddr  string
+	ConsulWait  time.Duration
+	NoDelivery  bool
+	Replication int
 
 	// Filled by Check.
 	Mode      dest.Mode
@@ -90,12 +94,15 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	f.Admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on /")
 	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
 	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
+	fs.Int64Var(&f.IncomingBytes, "incoming-queue-bytes", 64<<20, "Most memory (bytes) the batches in the incoming queue hold; readers wait beyond it (backpressure to the clients). 0: bounded by -incoming-queue-cap only")
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.IntVar(&f.AggMaxSeries, "aggregate-max-series", 1_000_000, "Most live aggregate series (one per name a -config aggregate's compute writes); points of new series beyond it are dropped and counted (aggregate_series_limit)")
 	fs.Int64Var(&f.AggMaxValues, "aggregate-max-values", 16<<20, "Most values kept for aggregate median, percentile, variance and stddev (8 bytes each); points beyond it are dropped and counted (aggregate_values_limit)")
 	fs.StringVar(&f.AggAtExit, "aggregate-at-exit", "emit", "Open aggregate buckets at shutdown (and of aggregates a reload removes): emit (partial values, sent with the drain) or drop (counted as aggregate_shutdown)")
 	fs.StringVar(&f.AggRank, "aggregate-rank", "crelay", "How aggregate median and percentile rank values: crelay (as carbon-c-relay: values less than 1 apart keep their arrival order, so results match it exactly) or sorted (true order statistics)")
+	fs.StringVar(&f.ConsulAddr, "consul-addr", "", "Consul's HTTP address for -config clusters that take their members from a service (cluster NAME … consul SERVICE); empty: CONSUL_HTTP_ADDR, else 127.0.0.1:8500")
+	fs.DurationVar(&f.ConsulWait, "consul-wait", 10*time.Second, "How long the start waits for Consul to answer for those clusters before it fails")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
 	fs.StringVar(&f.DestTransport, "destination-transport", "plain", "Compression of the links to -destinations, as carbon-c-relay's transport: plain, gzip (one stream), lz4 (a frame per write) or snappy (a raw block per write; only for peers that read blocks whole)")
@@ -214,6 +221,8 @@ func (f *RelayFlags) ranges() error {
 		Rule{fmt.Sprintf("-aggregate-at-exit: %q is not emit or drop", f.AggAtExit), f.AggAtExit == "emit" || f.AggAtExit == "drop"},
 		Rule{fmt.Sprintf("-aggregate-rank: %q is not crelay or sorted", f.AggRank), f.AggRank == "crelay" || f.AggRank == "sorted"},
 		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
+		Rule{"-incoming-queue-bytes must be 0 or more", f.IncomingBytes >= 0},
+		Rule{"-consul-wait must be positive", f.ConsulWait > 0},
 		Rule{"-metrics-flush must be 0 or more seconds", f.MetricsFlush >= 0},
 		Rule{"-drain-timeout must be positive", f.DrainTimeout > 0},
 		Rule{"-max-line-length must be from 16 to 16777216", f.MaxLine >= 16 && f.MaxLine <= 1<<24},
@@ -337,13 +346,16 @@ func (f *RelayFlags) loadConfig() error {
 			return fmt.Errorf("-state-file: %w", err)
 		}
 	}
+	f.Mode = dest.Routed
+	if len(t.ConsulClusters()) > 0 {
+		return nil // the members come from Consul at start (NewRelay)
+	}
 	if err := deliverable(t); err != nil {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
 	}
 	if f.Dests, err = destinations(t, f.DestCA); err != nil {
 		return fmt.Errorf("-config %s: %w", f.ConfigFile, err)
 	}
-	f.Mode = dest.Routed
 	return nil
 }
 
@@ -366,7 +378,7 @@ func Require(rules ...Rule) error {
 // DestConfig is the destination set's configuration the flags describe.
 func (f *RelayFlags) DestConfig() dest.Config {
 	return dest.Config{
-		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap,
+		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap, IncomingBytes: f.IncomingBytes,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle", TLS: f.destTLS,

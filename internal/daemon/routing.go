@@ -33,17 +33,27 @@ type routing struct {
 	set   *dest.Set
 	agg   *aggregate.Engine // nil without aggregates
 
-	mu    sync.Mutex   // serialises reloads and edits
-	edits []route.Edit // under mu
-	cur   atomic.Pointer[route.Table]
+	mu     sync.Mutex    // serialises reloads, edits and Consul changes
+	edits  []route.Edit  // under mu
+	base   *route.Table  // the file's table (under mu): edits and Consul members go over it
+	consul *consulSource // -config's Consul clusters; nil without
+	cur    atomic.Pointer[route.Table]
 
-	reloads, reloadFails atomic.Uint64
+	reloads, reloadFails       atomic.Uint64
+	consulChanges, consulFails atomic.Uint64
 }
 
 // newRouting starts from the file's table t with the state file's edits over
 // it (an edit that no longer applies is dropped with a warning).
-func newRouting(path, state, ca string, t *route.Table, log *slog.Logger) (*routing, error) {
-	r := &routing{path: path, state: state, ca: ca, log: log}
+func newRouting(path, state, ca string, t *route.Table, consulAddr string, consulWait time.Duration, log *slog.Logger) (*routing, error) {
+	r := &routing{path: path, state: state, ca: ca, log: log, base: t}
+	if err := r.startConsul(t, consulAddr, consulWait); err != nil {
+		return nil, err
+	}
+	var err error
+	if t, err = r.withConsul(t); err != nil {
+		return nil, err
+	}
 	if state != "" {
 		edits, err := readEdits(state)
 		if err != nil {
@@ -259,11 +269,14 @@ func (r *routing) reload() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, err := readConfig(r.path)
+	base, err := readConfig(r.path)
 	var kept []route.Edit
+	var t *route.Table
 	if err == nil {
-		t, kept = r.withEdits(t, r.edits)
-		err = deliverable(t)
+		if t, err = r.withConsul(base); err == nil {
+			t, kept = r.withEdits(t, r.edits)
+			err = deliverable(t)
+		}
 	}
 	var added, removed []string
 	if err == nil {
@@ -274,14 +287,28 @@ func (r *routing) reload() error {
 		r.log.Error("configuration not reloaded; the running one stays", "config", r.path, "err", err)
 		return err
 	}
+	r.base = base
 	if len(kept) != len(r.edits) {
 		r.edits = kept
 		r.save()
 	}
+	r.applyHealth()
 	r.reloads.Add(1)
 	r.log.Info("configuration reloaded", "config", r.path, "clusters", len(t.Clusters), "rules", len(t.Rules),
 		"servers_added", len(added), "servers_removed", len(removed), "runtime_changes", len(r.edits))
 	return nil
+}
+
+// compose is base with the Consul members and the runtime edits over it
+// (an edit that no longer applies is dropped with a warning and kept out
+// of r.edits). Callers hold r.mu.
+func (r *routing) compose(base *route.Table) (*route.Table, error) {
+	t, err := r.withConsul(base)
+	if err != nil {
+		return nil, err
+	}
+	t, r.edits = r.withEdits(t, r.edits)
+	return t, deliverable(t)
 }
 
 // swap hands t and its destinations to the destination set. Callers hold r.mu.

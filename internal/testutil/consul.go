@@ -261,7 +261,14 @@ func (c *Consul) Delete(key string) {
 // returns the answer's body (fatal unless 200).
 func (c *Consul) ACL(method, path, body string) string {
 	c.t.Helper()
-	req, _ := http.NewRequest(method, "http://"+c.Addr+"/v1/acl/"+path, strings.NewReader(body))
+	return c.API(method, "acl/"+path, body)
+}
+
+// API sends a request to /v1/PATH with the token (if any) and returns the
+// answer's body (fatal unless 200): agent/service/register and the like.
+func (c *Consul) API(method, path, body string) string {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, "http://"+c.Addr+"/v1/"+path, strings.NewReader(body))
 	req.Header.Set("X-Consul-Token", c.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -270,7 +277,7 @@ func (c *Consul) ACL(method, path, body string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
-		c.t.Fatalf("%s /v1/acl/%s: %s %s", method, path, resp.Status, b)
+		c.t.Fatalf("%s /v1/%s: %s %s", method, path, resp.Status, b)
 	}
 	return string(b)
 }

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/polymur/polymur/internal/testutil"
+	"github.com/polymur/polymur/route"
+)
+
+// carbonTier is sinks registered in Consul as instances of a service.
+type carbonTier struct {
+	t      *testing.T
+	consul *testutil.Consul
+	sinks  map[string]*testutil.Sink // by instance name
+	addrs  map[string]string         // instance name → sink address
+}
+
+func (c *carbonTier) register(name string) {
+	s := testutil.NewSink(c.t)
+	_, port, _ := strings.Cut(s.Addr(), ":")
+	c.consul.API("PUT", "agent/service/register", fmt.Sprintf(`{"ID": %q, "Name": "carbon", "Address": "127.0.0.1", "Port": %s, "Meta": {"instance": %q},
+		"Check": {"CheckID": "ttl-%s", "TTL": "10m", "Status": "passing"}}`, "carbon-"+name, port, name, name))
+	c.sinks[name], c.addrs[name] = s, s.Addr()
+}
+
+// expected is where carbon's ring over the registered instances (those in
+// live) puts each name.
+func (c *carbonTier) expected(t *testing.T, names []string, dead string) map[string]string {
+	var b strings.Builder
+	b.WriteString("cluster carbon carbon_ch dynamic")
+	for name, addr := range c.addrs {
+		b.WriteString(" " + addr + "=" + name)
+	}
+	b.WriteString(";\nmatch * send to carbon;\n")
+	tb, err := route.Parse("expected", b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := func(s *route.Server) bool { return s.Instance != dead }
+	out := map[string]string{}
+	for _, n := range names {
+		ds := tb.Route(nil, n, "", live)
+		out[n] = ds[0].Server.Instance
+	}
+	return out
+}
+
+// TestConsulMembership: three relays with one configuration whose cluster
+// takes its members from a Consul service (the real agent) place every
+// name on the same sink, the one carbon's ring over the registered
+// instances names; they follow a new instance, a removed one and a failed
+// check; every line sent arrives once.
+func TestConsulMembership(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	tier := &carbonTier{t: t, consul: consul, sinks: map[string]*testutil.Sink{}, addrs: map[string]string{}}
+	for _, n := range []string{"c1", "c2", "c3", "c4", "c5"} {
+		tier.register(n)
+	}
+	conf := filepath.Join(t.TempDir(), "relay.conf")
+	os.WriteFile(conf, []byte("cluster carbon carbon_ch dynamic consul carbon;\nmatch * send to carbon;\n"), 0o600)
+	var relays []*testutil.Daemon
+	for range 3 {
+		relays = append(relays, start(t, "-config", conf, "-consul-addr", consul.Addr, "-admin-addr", "127.0.0.1:0"))
+	}
+	sent := 0
+	round := func(label, dead string, instances, passing int) {
+		t.Helper()
+		for _, d := range relays {
+			testutil.WaitFor(t, label+": relay sees the membership", limit, func() bool {
+				m := testutil.Scrape(t, "http://"+d.Addrs["admin"]+"/metrics")
+				return strings.Contains(m, fmt.Sprintf(`polymur_consul_instances{service="carbon"} %d`, instances)) &&
+					strings.Contains(m, fmt.Sprintf(`polymur_consul_instances_passing{service="carbon"} %d`, passing))
+			})
+		}
+		var names []string
+		for i := range 300 {
+			names = append(names, fmt.Sprintf("%s.host%d.metric%d", label, i%17, i))
+		}
+		want := tier.expected(t, names, dead)
+		for ri, d := range relays {
+			var b strings.Builder
+			for _, n := range names {
+				fmt.Fprintf(&b, "%s %d 1700000000\n", n, ri)
+			}
+			d.Send(t, "listen", b.String())
+			sent += len(names)
+		}
+		total := 0
+		testutil.WaitFor(t, label+": every line delivered", limit, func() bool {
+			total = 0
+			for _, s := range tier.sinks {
+				total += s.Count()
+			}
+			return total >= sent
+		})
+		got := map[string]map[string]int{} // name → instance → lines
+		for inst, s := range tier.sinks {
+			for _, l := range s.Lines() {
+				n, _, _ := strings.Cut(l, " ")
+				if strings.HasPrefix(n, label+".") {
+					if got[n] == nil {
+						got[n] = map[string]int{}
+					}
+					got[n][inst]++
+				}
+			}
+		}
+		for _, n := range names {
+			if len(got[n]) != 1 || got[n][want[n]] != len(relays) {
+				t.Fatalf("%s: %s arrived %v, want all %d on %s (carbon's ring over the registered instances)", label, n, got[n], len(relays), want[n])
+			}
+		}
+		if total != sent {
+			t.Fatalf("%s: %d lines arrived, %d sent", label, total, sent)
+		}
+		t.Logf("%s: %d names through %d relays, each on the sink carbon's ring names", label, len(names), len(relays))
+	}
+	round("five", "", 5, 5)
+	tier.register("c6")
+	round("six", "", 6, 6)
+	consul.API("PUT", "agent/service/deregister/carbon-c2", "")
+	delete(tier.addrs, "c2") // its sink keeps what it got
+	round("removed", "", 5, 5)
+	consul.API("PUT", "agent/check/fail/ttl-c3", "")
+	round("failing", "c3", 5, 4)
+	consul.API("PUT", "agent/check/pass/ttl-c3", "")
+	round("recovered", "", 5, 5)
+}
