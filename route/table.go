@@ -72,9 +72,9 @@ type Cluster struct {
 	Files       []string
 	// Consul, when set, says the members come from a Consul service's
 	// instances (a polymur extension); the file gives none.
-	Consul      *Consul
-	pos         string
-	replPos     token
+	Consul  *Consul
+	pos     string
+	replPos token
 
 	carbon *ring.Carbon
 	fnv    *ring.FNV1a
