@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,8 +34,8 @@ func (c *carbonTier) register(name string) {
 func (c *carbonTier) expected(t *testing.T, names []string, dead string) map[string]string {
 	var b strings.Builder
 	b.WriteString("cluster carbon carbon_ch dynamic")
-	for name, addr := range c.addrs {
-		b.WriteString(" " + addr + "=" + name)
+	for _, name := range slices.Sorted(maps.Keys(c.addrs)) { // the relays' order: by instance name
+		b.WriteString(" " + c.addrs[name] + "=" + name)
 	}
 	b.WriteString(";\nmatch * send to carbon;\n")
 	tb, err := route.Parse("expected", b.String())
@@ -129,4 +131,25 @@ func TestConsulMembership(t *testing.T) {
 	round("failing", "c3", 5, 4)
 	consul.API("PUT", "agent/check/pass/ttl-c3", "")
 	round("recovered", "", 5, 5)
+
+	// Consul gone: the relays keep the last membership and say so.
+	consul.Stop()
+	for _, d := range relays {
+		testutil.WaitFor(t, "the relay notices Consul is gone", limit, func() bool {
+			return strings.Contains(testutil.Scrape(t, "http://"+d.Addrs["admin"]+"/metrics"), `polymur_consul_reachable{service="carbon"} 0`)
+		})
+	}
+	round("consul-down", "", 5, 5)
+	// Back (its registrations kept in its data directory): a change made
+	// now is picked up.
+	consul.Start()
+	// Consul restores TTL checks as critical: the instances' own health
+	// reports (here: the test) pass them again.
+	for name := range tier.addrs {
+		consul.API("PUT", "agent/check/pass/ttl-"+name, "")
+	}
+	tier.register("c7")
+	round("consul-back", "", 6, 6)
+	_, stats := testutil.Get(t, "http://"+relays[0].Addrs["admin"]+"/api/v1/stats")
+	testutil.HasAll(t, "stats", stats, `"consul": {`, `"service": "carbon"`, `"instances": 6`, `"reachable": true`)
 }
