@@ -153,3 +153,51 @@ func TestConsulMembership(t *testing.T) {
 	_, stats := testutil.Get(t, "http://"+relays[0].Addrs["admin"]+"/api/v1/stats")
 	testutil.HasAll(t, "stats", stats, `"consul": {`, `"service": "carbon"`, `"instances": 6`, `"reachable": true`)
 }
+
+// TestDestinationsFromConsul: -destinations consul:SERVICE?tag=TAG in the
+// flag mode: hash-route over the tagged instances, as carbon's ring puts it.
+func TestDestinationsFromConsul(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	tier := &carbonTier{t: t, consul: consul, sinks: map[string]*testutil.Sink{}, addrs: map[string]string{}}
+	for _, n := range []string{"a", "b", "c"} {
+		tier.register(n)
+	}
+	// One more instance, untagged: not a member.
+	other := testutil.NewSink(t)
+	_, port, _ := strings.Cut(other.Addr(), ":")
+	consul.API("PUT", "agent/service/register", `{"ID": "carbon-x", "Name": "carbon", "Address": "127.0.0.1", "Port": `+port+`, "Tags": ["staging"]}`)
+	for n := range tier.addrs {
+		consul.API("PUT", "agent/service/register", fmt.Sprintf(`{"ID": "carbon-%s", "Name": "carbon", "Address": "127.0.0.1", "Port": %s, "Meta": {"instance": %q}, "Tags": ["prod"]}`,
+			n, tier.addrs[n][strings.LastIndexByte(tier.addrs[n], ':')+1:], n))
+	}
+	d := start(t, "-distribution", "hash-route", "-destinations", "consul:carbon?tag=prod", "-consul-addr", consul.Addr)
+	var names []string
+	var b strings.Builder
+	for i := range 200 {
+		names = append(names, fmt.Sprintf("flag.m%d", i))
+		fmt.Fprintf(&b, "flag.m%d 1 1700000000\n", i)
+	}
+	d.Send(t, "listen", b.String())
+	want := tier.expected(t, names, "")
+	testutil.WaitFor(t, "every line delivered", limit, func() bool {
+		n := 0
+		for _, s := range tier.sinks {
+			n += s.Count()
+		}
+		return n >= len(names)
+	})
+	for inst, s := range tier.sinks {
+		for _, l := range s.Lines() {
+			n, _, _ := strings.Cut(l, " ")
+			if want[n] != inst {
+				t.Fatalf("%s arrived on %s, carbon's ring says %s", n, inst, want[n])
+			}
+		}
+	}
+	if other.Count() != 0 {
+		t.Fatalf("the untagged instance got %d lines", other.Count())
+	}
+	if got := d.Ask(t, "api", "putdest 127.0.0.1:9"); !strings.Contains(got, "Consul") {
+		t.Fatalf("putdest with consul destinations: %q", got)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,6 +149,12 @@ func (f *RelayFlags) Check() error {
 	}
 	if f.Level, err = batch.ParseLevel(f.Validation); err != nil {
 		return fmt.Errorf("-validation: %w", err)
+	}
+	if svc, ok := strings.CutPrefix(f.Destinations, "consul:"); ok {
+		if f.ConfigFile != "" {
+			return errors.New("-config and -destinations both given: the configuration's clusters are the destinations")
+		}
+		return f.fromConsul(svc)
 	}
 	if f.Dests, err = dest.ParseDestinations(f.Destinations); err != nil {
 		return fmt.Errorf("-destinations: %w", err)
@@ -324,6 +331,52 @@ func (f *RelayFlags) synthesize(kind string) error {
 	f.Mode = dest.Routed
 	f.APIReadOnly = true
 	f.ReadOnlyHint = "destinations are fixed with -distribution " + f.Distribution
+	return nil
+}
+
+// fromConsul is -destinations consul:SERVICE[?tag=TAG&dc=DC]: the
+// one-cluster configuration "cluster default KIND … consul SERVICE …;
+// match * send to default;", its members the service's instances.
+func (f *RelayFlags) fromConsul(spec string) error {
+	name, query, _ := strings.Cut(spec, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil || name == "" || strings.ContainsAny(name, " \t;#\"") {
+		return fmt.Errorf("-destinations consul:%s: want consul:SERVICE[?tag=TAG&dc=DATACENTER]", spec)
+	}
+	for k := range q {
+		if k != "tag" && k != "dc" {
+			return fmt.Errorf("-destinations consul:%s: unknown parameter %q (want tag or dc)", spec, k)
+		}
+	}
+	kind, err := distribution(f.Distribution, f.Replication)
+	if err != nil {
+		return err
+	}
+	if kind == "" {
+		kind = "carbon_ch"
+		if f.Mode == dest.Broadcast {
+			kind = "forward"
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster default %s", kind)
+	if kind == "carbon_ch" || kind == "fnv1a_ch" || kind == "jump_fnv1a_ch" {
+		fmt.Fprintf(&b, " replication %d dynamic", f.Replication)
+	}
+	fmt.Fprintf(&b, " consul %q", name)
+	if v := q.Get("tag"); v != "" {
+		fmt.Fprintf(&b, " tag %q", v)
+	}
+	if v := q.Get("dc"); v != "" {
+		fmt.Fprintf(&b, " datacenter %q", v)
+	}
+	b.WriteString(";\nmatch * send to default;\n")
+	if f.Table, err = route.Parse("-destinations", b.String()); err != nil {
+		return fmt.Errorf("-destinations consul:%s: %w", spec, err)
+	}
+	f.Mode = dest.Routed
+	f.APIReadOnly = true
+	f.ReadOnlyHint = "the destinations come from Consul (-destinations consul:" + name + ")"
 	return nil
 }
 
