@@ -201,3 +201,23 @@ func TestDestinationsFromConsul(t *testing.T) {
 		t.Fatalf("putdest with consul destinations: %q", got)
 	}
 }
+
+// TestConsulRegister: -consul-register puts the relay in the catalog with
+// its listen address and a passing check on /readyz; it is gone after the
+// shutdown.
+func TestConsulRegister(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	sink := testutil.NewSink(t)
+	d := start(t, "-destinations", sink.Addr(), "-admin-addr", "127.0.0.1:0", "-consul-register", "-consul-service", "relays", "-consul-addr", consul.Addr)
+	_, port, _ := strings.Cut(d.Addrs["listen"], ":")
+	testutil.WaitFor(t, "the relay registered with a passing check", limit, func() bool {
+		h := consul.API("GET", "health/service/relays?passing=true", "")
+		return strings.Contains(h, `"Port":`+port) && strings.Contains(h, `"Status":"passing"`) && strings.Contains(h, `/readyz`)
+	})
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := consul.API("GET", "catalog/service/relays", ""); strings.Contains(got, `"ServicePort":`+port) {
+		t.Fatalf("still registered after shutdown: %s", got)
+	}
+}

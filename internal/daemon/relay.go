@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ import (
 	"github.com/polymur/polymur/api"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/compose"
+	"github.com/polymur/polymur/keysync"
 	"github.com/polymur/polymur/runstats"
 )
 
@@ -290,13 +293,55 @@ func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	for _, srv := range r.servers {
 		beside = append(beside, srv.Run)
 	}
-	err := compose.Pipeline{Producers: producers, Stage: r.Dests, Beside: append(beside, r.side...),
+	deregister, err := r.register()
+	if err != nil {
+		return err
+	}
+	err = compose.Pipeline{Producers: producers, Stage: r.Dests, Beside: append(beside, r.side...),
 		OnShutdown: func() {
 			r.Log.Info("shutting down: no new connections, delivering queued points", "drain_timeout", r.flags.DrainTimeout)
 		}}.Run(ctx)
+	if deregister != nil {
+		if derr := deregister(); derr != nil {
+			r.Log.Error("consul: deregistering failed", "err", derr)
+		} else {
+			r.Log.Info("consul: deregistered after the drain")
+		}
+	}
 	s := r.Dests.Stats()
 	r.Log.Info("stopped", "received", s.Received, "sent", s.Sent, "dropped", s.Dropped)
 	return err
+}
+
+// register is -consul-register: the daemon in Consul's catalog under its
+// listen address, checked through the admin port's /readyz.
+func (r *Relay) register() (func() error, error) {
+	f := r.flags
+	if !f.ConsulRegister {
+		return nil, nil
+	}
+	addr := cmp.Or(r.Addrs["listen"], r.Addrs["https"], r.Addrs["http"])
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("-consul-register: no listen address to register (%q)", addr)
+	}
+	port, _ := strconv.Atoi(portText)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "" // all interfaces: Consul takes the node's address
+	}
+	host = cmp.Or(f.ConsulServiceAddr, host)
+	name := cmp.Or(f.ConsulService, r.name)
+	reg := keysync.Registration{Consul: f.ConsulAddr, Name: name, ID: fmt.Sprintf("%s-%s-%d", name, cmp.Or(host, "node"), port), Address: host, Port: port,
+		Meta:     map[string]string{"version": Version(), "metrics": "http://" + r.Addrs["admin"] + "/metrics"},
+		CheckURL: "http://" + r.Addrs["admin"] + "/readyz"}
+	ctx, cancel := context.WithTimeout(context.Background(), f.ConsulWait)
+	defer cancel()
+	dereg, err := keysync.Register(ctx, reg)
+	if err != nil {
+		return nil, fmt.Errorf("-consul-register: %w (is Consul reachable at %s? -consul-addr)", err, consulAddr(f.ConsulAddr))
+	}
+	r.Log.Info("consul: registered", "service", name, "id", reg.ID, "address", host, "port", port, "check", reg.CheckURL)
+	return dereg, nil
 }
 
 // selfMetrics gathers what -metrics-flush sends, with the original's names

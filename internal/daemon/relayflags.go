@@ -73,10 +73,14 @@ type RelayFlags struct {
 	AggAtExit    string
 	AggRank      string
 	// Consul, for -config clusters whose members come from a service.
-	ConsulAddr  string
-	ConsulWait  time.Duration
-	NoDelivery  bool
-	Replication int
+	ConsulAddr string
+	ConsulWait time.Duration
+	// Self-registration in Consul's catalog.
+	ConsulRegister    bool
+	ConsulService     string
+	ConsulServiceAddr string
+	NoDelivery        bool
+	Replication       int
 
 	// Filled by Check.
 	Mode      dest.Mode
@@ -104,6 +108,9 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.AggRank, "aggregate-rank", "crelay", "How aggregate median and percentile rank values: crelay (as carbon-c-relay: values less than 1 apart keep their arrival order, so results match it exactly) or sorted (true order statistics)")
 	fs.StringVar(&f.ConsulAddr, "consul-addr", "", "Consul's HTTP address for -config clusters that take their members from a service (cluster NAME … consul SERVICE); empty: CONSUL_HTTP_ADDR, else 127.0.0.1:8500")
 	fs.DurationVar(&f.ConsulWait, "consul-wait", 10*time.Second, "How long the start waits for Consul to answer for those clusters before it fails")
+	fs.BoolVar(&f.ConsulRegister, "consul-register", false, "Register this daemon in Consul's catalog (its listen address, an HTTP check on the admin port's /readyz; needs -admin-addr) and deregister on shutdown after the drain")
+	fs.StringVar(&f.ConsulService, "consul-service", "", "Service name for -consul-register (default: the daemon's name)")
+	fs.StringVar(&f.ConsulServiceAddr, "consul-service-address", "", "Address to register with -consul-register (default: the listen address' host, or the node's address when it listens on all interfaces)")
 	fs.StringVar(&f.Destinations, "destinations", "", "Comma-delimited list of host:port[:instance] destinations ([v6addr]:port[:instance] for IPv6)")
 	fs.StringVar(&f.DestProtocol, "destination-protocol", "line", "What -destinations (and putdest) speak: line (plaintext, carbon-cache's port 2003) or pickle (carbon's pickle protocol, port 2004; carbon's DESTINATION_PROTOCOL)")
 	fs.StringVar(&f.DestTransport, "destination-transport", "plain", "Compression of the links to -destinations, as carbon-c-relay's transport: plain, gzip (one stream), lz4 (a frame per write) or snappy (a raw block per write; only for peers that read blocks whole)")
@@ -230,6 +237,7 @@ func (f *RelayFlags) ranges() error {
 		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
 		Rule{"-incoming-queue-bytes must be 0 or more", f.IncomingBytes >= 0},
 		Rule{"-consul-wait must be positive", f.ConsulWait > 0},
+		Rule{"-consul-register needs -admin-addr (its check is the admin port's /readyz)", !f.ConsulRegister || f.Admin.Addr != ""},
 		Rule{"-metrics-flush must be 0 or more seconds", f.MetricsFlush >= 0},
 		Rule{"-drain-timeout must be positive", f.DrainTimeout > 0},
 		Rule{"-max-line-length must be from 16 to 16777216", f.MaxLine >= 16 && f.MaxLine <= 1<<24},
