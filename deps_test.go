@@ -14,17 +14,23 @@ import (
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
 	library := []string{"listener", "dest", "output", "api", "admin", "keysync", "runstats", "route", "statsd", "aggregate"}
-	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}}`, "./...").Output()
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}} | {{join .Imports " "}}`, "./...").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Fields(line)
+		all, direct, _ := strings.Cut(line, " | ")
+		fields := strings.Fields(all)
 		pkg, deps := strings.TrimPrefix(fields[0], mod), fields[1:]
+		for _, imp := range strings.Fields(direct) {
+			if strings.HasPrefix(imp, "github.com/hashicorp/consul/") && pkg != "keysync" && !strings.HasPrefix(pkg, "internal/testutil") {
+				t.Errorf("%s imports Consul; only keysync may (the others use keysync)", pkg)
+			}
+		}
 		for _, dep := range deps {
 			d := strings.TrimPrefix(dep, mod)
-			if strings.HasPrefix(dep, "github.com/hashicorp/consul/api") && pkg != "keysync" && !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "internal/testutil") {
-				t.Errorf("%s imports Consul; only keysync may", pkg)
+			if strings.HasPrefix(dep, "github.com/hashicorp/consul/api") && contains(library, pkg) && pkg != "keysync" {
+				t.Errorf("library package %s reaches Consul; only keysync may", pkg)
 			}
 			if !strings.HasPrefix(dep, mod) {
 				continue

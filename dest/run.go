@@ -47,6 +47,9 @@ func (p *Set) Run(ctx context.Context) error {
 	if p.cfg.StatusInterval > 0 {
 		wg.Go(func() { p.statusLoop(hard) })
 	}
+	if p.cfg.DNSRefresh > 0 {
+		wg.Go(func() { p.resolveLoop(hard) })
+	}
 
 	p.distributeLoop(hard)
 	p.awaitQuiet(hard)

@@ -170,9 +170,16 @@ type Config struct {
 	// (host, instance) text: statsd mode, where backends are told apart by
 	// port and there is no carbon placement to match.
 	RingByAddr bool
-	// Dial opens a destination connection; default net.Dialer.
-	Dial   func(ctx context.Context, addr string) (net.Conn, error)
-	Logger *slog.Logger
+	// Dial opens a destination connection; default net.Dialer with
+	// Resolver.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Resolver looks destination hostnames up (nil: the system's).
+	Resolver *net.Resolver
+	// DNSRefresh is how often hostname destinations are looked up again
+	// while connected: one that now resolves elsewhere is reconnected
+	// (it is looked up at every connection anyway). 0: only then.
+	DNSRefresh time.Duration
+	Logger     *slog.Logger
 }
 
 func (c *Config) fill() error {
@@ -209,8 +216,9 @@ func (c *Config) fill() error {
 		c.Logger = slog.Default()
 	}
 	if c.Dial == nil {
+		r := c.Resolver
 		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
-			var d net.Dialer
+			d := net.Dialer{Resolver: r}
 			return d.DialContext(ctx, "tcp", addr)
 		}
 	}

@@ -66,7 +66,7 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 	defer wg.Wait()
 	defer conn.Close()
 	defer func() {
-		if err != nil && !errors.Is(err, errStop) && !errors.Is(err, errRemoved) && !errors.Is(err, errHeld) {
+		if err != nil && !errors.Is(err, errStop) && !errors.Is(err, errRemoved) && !errors.Is(err, errHeld) && !errors.Is(err, errMoved) {
 			requeued := 0
 			// Only when the peer ended the connection (closed, reset): at our
 			// own shutdown or a stalled write the peer is alive and has, or
@@ -127,6 +127,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 					if w.d.held.Load() {
 						return errHeld
 					}
+					if w.d.moved.Load() {
+						return errMoved
+					}
 					continue
 				case <-peerGone:
 					return errPeerClose
@@ -152,6 +155,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 		}
 		if w.d.held.Load() {
 			return errHeld
+		}
+		if w.d.moved.Load() {
+			return errMoved
 		}
 		w.settleTail(conn, peerGone)
 		if idle && time.Since(w.quietSince) >= quietSpell && len(w.tail) == 0 && w.enc == nil && !w.d.Pickle && w.d.File == "" {

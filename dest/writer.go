@@ -58,7 +58,11 @@ type target struct {
 
 	held     atomic.Bool   // out of service by Hold
 	holds    atomic.Uint64 // times held
-	holdKick chan struct{} // 1-slot: held changed
+	holdKick chan struct{} // 1-slot: held (or moved) changed
+	// moved is set when the hostname now resolves to addresses the
+	// connection's peer is not among: the writer reconnects.
+	moved  atomic.Bool
+	peerIP atomic.Pointer[string] // the connected peer's address; nil while not connected
 }
 
 func (d *target) remove() { d.removing.Store(true); d.removeOnce.Do(func() { close(d.removed) }) }
@@ -79,6 +83,7 @@ func (d *target) retired() bool {
 
 var (
 	errHeld      = errors.New("taken out of service")
+	errMoved     = errors.New("the destination's name resolves elsewhere now")
 	errStop      = errors.New("stop")
 	errRemoved   = errors.New("destination removed")
 	errPeerClose = errors.New("destination closed the connection")
@@ -155,11 +160,17 @@ func (p *Set) runDest(ctx context.Context, d *target) {
 		p.setState(d, stateUp)
 		connected := time.Now()
 		w.recent = 0
+		if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+			ip := a.IP.String()
+			d.peerIP.Store(&ip)
+		}
+		d.moved.Store(false)
 		err = w.writeLoop(ctx, conn)
+		d.peerIP.Store(nil)
 		conn.Close()
 		if errors.Is(err, errPeerClose) {
 			w.peerClosedAfterWrite(log)
-		} else if err != nil && !errors.Is(err, errHeld) {
+		} else if err != nil && !errors.Is(err, errHeld) && !errors.Is(err, errMoved) {
 			w.mismatch = 0
 		}
 		switch {
@@ -169,6 +180,9 @@ func (p *Set) runDest(ctx context.Context, d *target) {
 			w.onRemoved(ctx, false)
 			return
 		case errors.Is(err, errHeld):
+			continue
+		case errors.Is(err, errMoved):
+			log.Info("destination's name resolves elsewhere now: reconnecting", "host", d.Host)
 			continue
 		case ctx.Err() != nil:
 			return // exit keeps or counts what is pending
@@ -248,7 +262,7 @@ func (w *writer) dial(ctx context.Context) (net.Conn, error) {
 	if w.d.TLS != nil {
 		// The handshake is part of the dial (and of its timeout): a
 		// certificate that does not verify is a failed connection attempt.
-		d := tls.Dialer{Config: w.d.TLS}
+		d := tls.Dialer{Config: w.d.TLS, NetDialer: &net.Dialer{Resolver: w.p.cfg.Resolver}}
 		return d.DialContext(dctx, "tcp", w.d.Addr())
 	}
 	return w.p.cfg.Dial(dctx, w.d.Addr())

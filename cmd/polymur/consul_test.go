@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -219,5 +220,38 @@ func TestConsulRegister(t *testing.T) {
 	}
 	if got := consul.API("GET", "catalog/service/relays", ""); strings.Contains(got, `"ServicePort":`+port) {
 		t.Fatalf("still registered after shutdown: %s", got)
+	}
+}
+
+// TestDestinationFollowsDNS: a destination given by hostname is looked up
+// again while connected; when its name resolves elsewhere, polymur
+// reconnects there and the next lines go to the new address. A name that
+// does not resolve is an error at start.
+func TestDestinationFollowsDNS(t *testing.T) {
+	dns := testutil.StartDNS(t)
+	first := testutil.NewSinkAt(t, "127.0.0.2:0")
+	_, port, _ := strings.Cut(first.Addr(), ":")
+	second := testutil.NewSinkAt(t, "127.0.0.3:"+port)
+	dns.Set("carbon.polymur.test", "127.0.0.2")
+	d := start(t, "-destinations", "carbon.polymur.test:"+port, "-dns-server", dns.Addr, "-dns-refresh", "100ms")
+	d.Send(t, "listen", "before 1 1700000000\n")
+	if !first.WaitCount(1, limit) {
+		t.Fatal("nothing arrived at the first address")
+	}
+	dns.Set("carbon.polymur.test", "127.0.0.3")
+	i := 0
+	testutil.WaitFor(t, "lines at the new address", limit, func() bool {
+		i++
+		d.Send(t, "listen", fmt.Sprintf("after.%d 1 1700000000\n", i))
+		return second.Count() > 0
+	})
+	testutil.WaitFor(t, "every line delivered", limit, func() bool { return first.Count()+second.Count() >= i+1 })
+	if n := first.Count() + second.Count(); n != i+1 {
+		t.Fatalf("%d lines arrived for %d sent", n, i+1)
+	}
+	err := run(t.Context(), []string{"-listen-addr", "127.0.0.1:0", "-api-addr", "", "-stat-addr", "", "-destinations", "nowhere.polymur.test:2003", "-dns-server", dns.Addr},
+		strings.NewReader(""), io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "nowhere.polymur.test does not resolve") || !strings.Contains(err.Error(), "-dns-retry-unresolved") {
+		t.Fatalf("unresolvable destination at start: %v", err)
 	}
 }

@@ -127,6 +127,9 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 	}
+	if err := f.checkResolves(pc.Destinations); err != nil {
+		return nil, err
+	}
 	p, err := dest.New(pc)
 	if err != nil {
 		return nil, err

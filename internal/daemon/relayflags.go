@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -76,6 +77,9 @@ type RelayFlags struct {
 	ConsulAddr string
 	ConsulWait time.Duration
 	// Self-registration in Consul's catalog.
+	DNSServer         string
+	DNSRefresh        time.Duration
+	DNSRetry          bool
 	ConsulRegister    bool
 	ConsulService     string
 	ConsulServiceAddr string
@@ -108,6 +112,9 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.AggRank, "aggregate-rank", "crelay", "How aggregate median and percentile rank values: crelay (as carbon-c-relay: values less than 1 apart keep their arrival order, so results match it exactly) or sorted (true order statistics)")
 	fs.StringVar(&f.ConsulAddr, "consul-addr", "", "Consul's HTTP address for -config clusters that take their members from a service (cluster NAME … consul SERVICE); empty: CONSUL_HTTP_ADDR, else 127.0.0.1:8500")
 	fs.DurationVar(&f.ConsulWait, "consul-wait", 10*time.Second, "How long the start waits for Consul to answer for those clusters before it fails")
+	fs.StringVar(&f.DNSServer, "dns-server", "", "DNS server (host:port) that destination hostnames are looked up with instead of the system's resolver (e.g. Consul's DNS, 127.0.0.1:8600)")
+	fs.DurationVar(&f.DNSRefresh, "dns-refresh", time.Minute, "How often hostname destinations are looked up again while connected; one that resolves elsewhere now is reconnected there (0: only at each connection)")
+	fs.BoolVar(&f.DNSRetry, "dns-retry-unresolved", false, "Start even when a destination hostname does not resolve (it is retried like an unreachable destination); without it that is an error at start")
 	fs.BoolVar(&f.ConsulRegister, "consul-register", false, "Register this daemon in Consul's catalog (its listen address, an HTTP check on the admin port's /readyz; needs -admin-addr) and deregister on shutdown after the drain")
 	fs.StringVar(&f.ConsulService, "consul-service", "", "Service name for -consul-register (default: the daemon's name)")
 	fs.StringVar(&f.ConsulServiceAddr, "consul-service-address", "", "Address to register with -consul-register (default: the listen address' host, or the node's address when it listens on all interfaces)")
@@ -237,6 +244,7 @@ func (f *RelayFlags) ranges() error {
 		Rule{"-incoming-queue-cap must be at least 1", f.IncomingCap >= 1},
 		Rule{"-incoming-queue-bytes must be 0 or more", f.IncomingBytes >= 0},
 		Rule{"-consul-wait must be positive", f.ConsulWait > 0},
+		Rule{"-dns-refresh must be 0 or more", f.DNSRefresh >= 0},
 		Rule{"-consul-register needs -admin-addr (its check is the admin port's /readyz)", !f.ConsulRegister || f.Admin.Addr != ""},
 		Rule{"-metrics-flush must be 0 or more seconds", f.MetricsFlush >= 0},
 		Rule{"-drain-timeout must be positive", f.DrainTimeout > 0},
@@ -420,6 +428,40 @@ func (f *RelayFlags) loadConfig() error {
 	return nil
 }
 
+// Resolver is the resolver of destination hostnames: -dns-server's, or
+// nil for the system's.
+func (f *RelayFlags) Resolver() *net.Resolver {
+	if f.DNSServer == "" {
+		return nil
+	}
+	server := f.DNSServer
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, server)
+	}}
+}
+
+// checkResolves fails when a destination hostname does not resolve
+// (unless -dns-retry-unresolved).
+func (f *RelayFlags) checkResolves(dests []dest.Destination) error {
+	if f.DNSRetry {
+		return nil
+	}
+	r := cmp.Or(f.Resolver(), net.DefaultResolver)
+	for _, d := range dests {
+		if d.File != "" || d.Host == "" || net.ParseIP(d.Host) != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := r.LookupHost(ctx, d.Host)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("destination %s: %s does not resolve: %v (-dns-retry-unresolved starts anyway and retries)", d.Name, d.Host, err)
+		}
+	}
+	return nil
+}
+
 // Rule is one range check of a flag value.
 type Rule struct {
 	Msg string
@@ -440,6 +482,7 @@ func Require(rules ...Rule) error {
 func (f *RelayFlags) DestConfig() dest.Config {
 	return dest.Config{
 		Mode: f.Mode, Destinations: f.Dests, QueueCap: f.OutgoingCap, IncomingCap: f.IncomingCap, IncomingBytes: f.IncomingBytes,
+		Resolver: f.Resolver(), DNSRefresh: f.DNSRefresh,
 		DrainTimeout: f.DrainTimeout, ReconnectMax: f.ReconnectMax, DeadAfter: f.DeadAfter, WriteTimeout: f.WriteTimeout,
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle", TLS: f.destTLS,

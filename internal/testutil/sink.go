@@ -37,9 +37,14 @@ func NewSink(t testing.TB) *Sink { return newSink(t, true) }
 // NewCountingSink starts a sink that only counts and checksums lines.
 func NewCountingSink(t testing.TB) *Sink { return newSink(t, false) }
 
-func newSink(t testing.TB, keep bool) *Sink {
+// NewSinkAt starts a keeping sink on addr (a loopback address and port).
+func NewSinkAt(t testing.TB, addr string) *Sink { return newSinkAt(t, addr, true) }
+
+func newSink(t testing.TB, keep bool) *Sink { return newSinkAt(t, "127.0.0.1:0", keep) }
+
+func newSinkAt(t testing.TB, addr string, keep bool) *Sink {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err == nil {
 		reserve(ln.Addr().String()) // Stop and Start again: FreeAddr must not hand it out meanwhile
 	}
