@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/polymur/polymur/internal/testutil"
 	"github.com/polymur/polymur/route"
@@ -69,7 +71,34 @@ func TestConsulMembership(t *testing.T) {
 	for range 3 {
 		relays = append(relays, start(t, "-config", conf, "-consul-addr", consul.Addr, "-admin-addr", "127.0.0.1:0"))
 	}
-	sent := 0
+	// A stream through the first relay all along, membership changes and
+	// Consul's outage included: every line arrives once.
+	bg, err := net.Dial("tcp", relays[0].Addrs["listen"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopBG, bgDone := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stopBG:
+				bg.Close()
+				bgDone <- n
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			var b strings.Builder
+			for range 10 {
+				fmt.Fprintf(&b, "bg.m%d 1 1700000000\n", n)
+				n++
+			}
+			if _, err := bg.Write([]byte(b.String())); err != nil {
+				bgDone <- -1
+				return
+			}
+		}
+	}()
 	round := func(label, dead string, instances, passing int) {
 		t.Helper()
 		for _, d := range relays {
@@ -90,35 +119,30 @@ func TestConsulMembership(t *testing.T) {
 				fmt.Fprintf(&b, "%s %d 1700000000\n", n, ri)
 			}
 			d.Send(t, "listen", b.String())
-			sent += len(names)
 		}
-		total := 0
-		testutil.WaitFor(t, label+": every line delivered", limit, func() bool {
-			total = 0
-			for _, s := range tier.sinks {
-				total += s.Count()
-			}
-			return total >= sent
-		})
+		// (Counted by prefix: the background stream arrives meanwhile.)
 		got := map[string]map[string]int{} // name → instance → lines
-		for inst, s := range tier.sinks {
-			for _, l := range s.Lines() {
-				n, _, _ := strings.Cut(l, " ")
-				if strings.HasPrefix(n, label+".") {
-					if got[n] == nil {
-						got[n] = map[string]int{}
+		testutil.WaitFor(t, label+": every line delivered", limit, func() bool {
+			clear(got)
+			total := 0
+			for inst, s := range tier.sinks {
+				for _, l := range s.Lines() {
+					n, _, _ := strings.Cut(l, " ")
+					if strings.HasPrefix(n, label+".") {
+						if got[n] == nil {
+							got[n] = map[string]int{}
+						}
+						got[n][inst]++
+						total++
 					}
-					got[n][inst]++
 				}
 			}
-		}
+			return total >= len(names)*len(relays)
+		})
 		for _, n := range names {
 			if len(got[n]) != 1 || got[n][want[n]] != len(relays) {
 				t.Fatalf("%s: %s arrived %v, want all %d on %s (carbon's ring over the registered instances)", label, n, got[n], len(relays), want[n])
 			}
-		}
-		if total != sent {
-			t.Fatalf("%s: %d lines arrived, %d sent", label, total, sent)
 		}
 		t.Logf("%s: %d names through %d relays, each on the sink carbon's ring names", label, len(names), len(relays))
 	}
@@ -153,6 +177,41 @@ func TestConsulMembership(t *testing.T) {
 	round("consul-back", "", 6, 6)
 	_, stats := testutil.Get(t, "http://"+relays[0].Addrs["admin"]+"/api/v1/stats")
 	testutil.HasAll(t, "stats", stats, `"consul": {`, `"service": "carbon"`, `"instances": 6`, `"reachable": true`)
+	close(stopBG)
+	sentBG := <-bgDone
+	if sentBG < 0 {
+		t.Fatal("the background stream's connection failed")
+	}
+	testutil.WaitFor(t, "the background stream delivered", limit, func() bool {
+		n := 0
+		for _, s := range tier.sinks {
+			for _, l := range s.Lines() {
+				if strings.HasPrefix(l, "bg.") {
+					n++
+				}
+			}
+		}
+		return n >= sentBG
+	})
+	seen := map[string]int{}
+	for _, s := range tier.sinks {
+		for _, l := range s.Lines() {
+			if n, _, _ := strings.Cut(l, " "); strings.HasPrefix(n, "bg.") {
+				seen[n]++
+			}
+		}
+	}
+	for n, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s arrived %d times", n, c)
+		}
+	}
+	if len(seen) != sentBG {
+		t.Fatalf("background stream: %d distinct lines arrived, %d sent", len(seen), sentBG)
+	}
+	t.Logf("background stream: %d lines through every change and the outage, each once", sentBG)
+	dom := testutil.RenderPage(t, "http://"+relays[0].Addrs["admin"]+"/", 5*time.Second, "")
+	testutil.HasAll(t, "the status page", dom, `data-loaded="yes"`, "Members from Consul", `data-service="carbon"`, "reachable", " s ago")
 }
 
 // TestDestinationsFromConsul: -destinations consul:SERVICE?tag=TAG in the
