@@ -314,3 +314,30 @@ func TestDestinationFollowsDNS(t *testing.T) {
 		t.Fatalf("unresolvable destination at start: %v", err)
 	}
 }
+
+// TestConsulStartFromState: without Consul at start the relay fails,
+// naming the way out; with -consul-start-from-state it starts from the
+// membership the state file kept and delivers.
+func TestConsulStartFromState(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	tier := &carbonTier{t: t, consul: consul, sinks: map[string]*testutil.Sink{}, addrs: map[string]string{}}
+	tier.register("s1")
+	dir := t.TempDir()
+	conf, state := filepath.Join(dir, "relay.conf"), filepath.Join(dir, "state.json")
+	os.WriteFile(conf, []byte("cluster carbon carbon_ch consul carbon;\nmatch * send to carbon;\n"), 0o600)
+	d := start(t, "-config", conf, "-state-file", state, "-consul-addr", consul.Addr)
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	consul.Stop()
+	args := []string{"-listen-addr", "127.0.0.1:0", "-api-addr", "", "-stat-addr", "", "-config", conf, "-state-file", state, "-consul-addr", consul.Addr, "-consul-wait", "500ms"}
+	err := run(t.Context(), args, strings.NewReader(""), io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "-consul-start-from-state") {
+		t.Fatalf("start without Consul: %v", err)
+	}
+	d = start(t, "-config", conf, "-state-file", state, "-consul-addr", consul.Addr, "-consul-wait", "500ms", "-consul-start-from-state")
+	d.Send(t, "listen", "kept.membership 1 1700000000\n")
+	if !tier.sinks["s1"].WaitCount(1, limit) {
+		t.Fatal("nothing delivered with the state file's membership")
+	}
+}

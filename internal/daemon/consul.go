@@ -24,15 +24,24 @@ type consulSource struct {
 	order   []string // clusters, in configuration order
 }
 
+// consulStart is how the first membership is read.
+type consulStart struct {
+	addr      string        // Consul's HTTP address ("" for CONSUL_HTTP_ADDR)
+	wait      time.Duration // how long to wait for Consul's first answer
+	fromState bool          // without one, start from the state file's last membership
+}
+
 // startConsul reads the first membership of t's Consul clusters, waiting
-// up to wait for Consul to answer: without it the relay does not start.
-func (r *routing) startConsul(t *route.Table, addr string, wait time.Duration) error {
-	cs := t.ConsulClusters()
-	if len(cs) == 0 {
+// up to wait for Consul to answer: without it the relay does not start,
+// unless fromState and the state file holds the cluster's last membership.
+func (r *routing) startConsul(t *route.Table, cs consulStart) error {
+	addr, wait := cs.addr, cs.wait
+	clusters := t.ConsulClusters()
+	if len(clusters) == 0 {
 		return nil
 	}
 	src := &consulSource{watches: map[string]*keysync.Watch{}, members: map[string][]keysync.Instance{}}
-	for _, c := range cs {
+	for _, c := range clusters {
 		svc := keysync.Service{Name: c.Consul.Service, Tag: c.Consul.Tag, Datacenter: c.Consul.Datacenter}
 		w := &keysync.Watch{Service: svc, Address: addr, Logger: r.log}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -45,8 +54,15 @@ func (r *routing) startConsul(t *route.Table, addr string, wait time.Duration) e
 			sleepCtx(ctx, 250*time.Millisecond)
 		}
 		cancel()
+		if err != nil && cs.fromState && r.state != "" {
+			saved, at, serr := readConsulState(r.state)
+			if serr == nil && len(saved[c.Name]) > 0 {
+				r.log.Warn("consul unreachable at start: the cluster starts with the state file's last membership", "cluster", c.Name, "service", svc.String(), "saved", at, "members", instanceList(saved[c.Name]), "err", err)
+				ins, err = saved[c.Name], nil
+			}
+		}
 		if err != nil {
-			return fmt.Errorf("cluster %s: %w (is Consul reachable at %s? -consul-addr, CONSUL_HTTP_ADDR)", c.Name, err, consulAddr(addr))
+			return fmt.Errorf("cluster %s: %w (is Consul reachable at %s? -consul-addr, CONSUL_HTTP_ADDR; -consul-start-from-state with -state-file starts with the last membership)", c.Name, err, consulAddr(addr))
 		}
 		if len(ins) == 0 {
 			return fmt.Errorf("cluster %s: consul service %s has no registered instances", c.Name, svc)
@@ -147,6 +163,7 @@ func (r *routing) consulChanged(cluster string, ins []keysync.Instance) {
 			return
 		}
 		r.consulChanges.Add(1)
+		r.save()
 		r.log.Info("cluster members changed in consul", "cluster", cluster, "instances", len(ins), "members", instanceList(ins))
 	}
 	r.applyHealth()

@@ -114,7 +114,7 @@ func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*
 	}
 	if f.Mode == dest.Routed {
 		var err error
-		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.DestCA, f.Table, f.ConsulAddr, f.ConsulWait, log); err != nil {
+		if r.routing, err = newRouting(f.ConfigFile, f.StateFile, f.DestCA, f.Table, consulStart{f.ConsulAddr, f.ConsulWait, f.ConsulFromState}, log); err != nil {
 			return nil, fmt.Errorf("-config: %w", err)
 		}
 		t := r.routing.cur.Load()

@@ -80,6 +80,7 @@ type RelayFlags struct {
 	DNSServer         string
 	DNSRefresh        time.Duration
 	DNSRetry          bool
+	ConsulFromState   bool
 	ConsulRegister    bool
 	ConsulService     string
 	ConsulServiceAddr string
@@ -115,6 +116,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.StringVar(&f.DNSServer, "dns-server", "", "DNS server (host:port) that destination hostnames are looked up with instead of the system's resolver (e.g. Consul's DNS, 127.0.0.1:8600)")
 	fs.DurationVar(&f.DNSRefresh, "dns-refresh", time.Minute, "How often hostname destinations are looked up again while connected; one that resolves elsewhere now is reconnected there (0: only at each connection)")
 	fs.BoolVar(&f.DNSRetry, "dns-retry-unresolved", false, "Start even when a destination hostname does not resolve (it is retried like an unreachable destination); without it that is an error at start")
+	fs.BoolVar(&f.ConsulFromState, "consul-start-from-state", false, "When Consul does not answer at start, start the Consul clusters with the last membership -state-file kept instead of failing")
 	fs.BoolVar(&f.ConsulRegister, "consul-register", false, "Register this daemon in Consul's catalog (its listen address, an HTTP check on the admin port's /readyz; needs -admin-addr) and deregister on shutdown after the drain")
 	fs.StringVar(&f.ConsulService, "consul-service", "", "Service name for -consul-register (default: the daemon's name)")
 	fs.StringVar(&f.ConsulServiceAddr, "consul-service-address", "", "Address to register with -consul-register (default: the listen address' host, or the node's address when it listens on all interfaces)")

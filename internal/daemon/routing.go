@@ -18,6 +18,7 @@ import (
 
 	"github.com/polymur/polymur/aggregate"
 	"github.com/polymur/polymur/dest"
+	"github.com/polymur/polymur/keysync"
 	"github.com/polymur/polymur/route"
 )
 
@@ -45,9 +46,9 @@ type routing struct {
 
 // newRouting starts from the file's table t with the state file's edits over
 // it (an edit that no longer applies is dropped with a warning).
-func newRouting(path, state, ca string, t *route.Table, consulAddr string, consulWait time.Duration, log *slog.Logger) (*routing, error) {
+func newRouting(path, state, ca string, t *route.Table, cs consulStart, log *slog.Logger) (*routing, error) {
 	r := &routing{path: path, state: state, ca: ca, log: log, base: t}
-	if err := r.startConsul(t, consulAddr, consulWait); err != nil {
+	if err := r.startConsul(t, cs); err != nil {
 		return nil, err
 	}
 	var err error
@@ -66,6 +67,9 @@ func newRouting(path, state, ca string, t *route.Table, consulAddr string, consu
 	}
 	if err := deliverable(t); err != nil {
 		return nil, err
+	}
+	if r.consul != nil {
+		r.save() // the membership, for -consul-start-from-state
 	}
 	r.cur.Store(t)
 	return r, nil
@@ -434,7 +438,11 @@ func (r *routing) save() {
 	if r.state == "" {
 		return
 	}
-	b, err := json.MarshalIndent(configState{Config: r.path, Edits: r.edits, Saved: time.Now().UTC()}, "", "  ")
+	st := configState{Config: r.path, Edits: r.edits, Saved: time.Now().UTC()}
+	if r.consul != nil {
+		st.Consul = r.consul.members
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
 		err = replaceFile(r.state, append(b, '\n'))
 	}
@@ -447,7 +455,24 @@ func (r *routing) save() {
 type configState struct {
 	Config string       `json:"config"`
 	Edits  []route.Edit `json:"config_edits"`
-	Saved  time.Time    `json:"saved"`
+	// Consul is the last membership of the Consul clusters (by cluster),
+	// what -consul-start-from-state starts with when Consul cannot be
+	// reached.
+	Consul map[string][]keysync.Instance `json:"consul_members,omitempty"`
+	Saved  time.Time                     `json:"saved"`
+}
+
+// readConsulState reads the Consul memberships the state file keeps.
+func readConsulState(path string) (map[string][]keysync.Instance, time.Time, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var st configState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, time.Time{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return st.Consul, st.Saved, nil
 }
 
 // readEdits reads the runtime edits from the state file (none when it does
