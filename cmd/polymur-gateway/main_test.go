@@ -184,3 +184,24 @@ func TestGatewayConfig(t *testing.T) {
 		t.Fatalf("a %q, b %q", a.Lines(), b.Lines())
 	}
 }
+
+// TestGatewayRegistersInConsul: -consul-register makes the gateway a
+// catalog service (its HTTPS address, a passing check on /readyz) that a
+// load balancer or SERVICE.service.consul can use; gone after shutdown.
+func TestGatewayRegistersInConsul(t *testing.T) {
+	consul := testutil.StartConsul(t)
+	t.Setenv("CONSUL_HTTP_ADDR", consul.Addr)
+	s := testutil.NewSink(t)
+	d := start(t, "-dev-mode", "-destinations", s.Addr(), "-admin-addr", "127.0.0.1:0", "-consul-register")
+	_, port, _ := strings.Cut(d.Addrs["https"], ":")
+	testutil.WaitFor(t, "the gateway registered with a passing check", 60*time.Second, func() bool {
+		h := consul.API("GET", "health/service/polymur-gateway?passing=true", "")
+		return strings.Contains(h, `"Port":`+port) && strings.Contains(h, `"Status":"passing"`)
+	})
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := consul.API("GET", "catalog/service/polymur-gateway", ""); strings.Contains(got, `"ServicePort":`+port) {
+		t.Fatalf("still registered after shutdown: %s", got)
+	}
+}
