@@ -29,7 +29,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/polymur/polymur/batch"
@@ -247,8 +246,7 @@ type Set struct {
 	log *slog.Logger
 
 	in        chan *batch.Batch
-	inBytes   *semaphore.Weighted // IncomingBytes; nil for none
-	inHeld    atomic.Int64        // bytes of inBytes held
+	inBytes   *byteGate // IncomingBytes; nil for none
 	inClosed  chan struct{}
 	closeOnce sync.Once
 	retry     chan *batch.Batch
@@ -308,7 +306,7 @@ func New(cfg Config) (*Set, error) {
 		spoolLog: rate.Sometimes{Interval: 5 * time.Second},
 	}
 	if cfg.IncomingBytes > 0 {
-		p.inBytes = semaphore.NewWeighted(cfg.IncomingBytes)
+		p.inBytes = newByteGate(cfg.IncomingBytes)
 	}
 	p.drainCtx, p.startDrain = context.WithCancel(context.Background())
 	p.routers.New = func() any { return newRouter(p) }
@@ -450,20 +448,12 @@ func (p *Set) admit(ctx context.Context, b *batch.Batch) (int64, error) {
 	if p.inBytes == nil {
 		return 0, nil
 	}
-	w := min(b.Footprint(), p.cfg.IncomingBytes) // a huge batch waits for an empty queue
-	if !p.inBytes.TryAcquire(w) {
-		if err := p.inBytes.Acquire(ctx, w); err != nil {
-			return 0, err
-		}
-	}
-	p.inHeld.Add(w)
-	return w, nil
+	return p.inBytes.acquire(ctx, b.Footprint())
 }
 
 func (p *Set) release(w int64) {
 	if w > 0 {
-		p.inHeld.Add(-w)
-		p.inBytes.Release(w)
+		p.inBytes.release(w)
 	}
 }
 

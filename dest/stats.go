@@ -102,7 +102,7 @@ func (p *Set) Stats() Stats {
 		Retried:       p.retried.Load(),
 		ConsoleOut:    p.consoleN.Load(),
 		IncomingDepth: len(p.in),
-		IncomingBytes: p.inHeld.Load(),
+		IncomingBytes: p.incomingBytes(),
 		IncomingCap:   cap(p.in),
 		RetryDepth:    len(p.retry),
 		Destinations:  []DestStats{},
@@ -171,4 +171,11 @@ func (p *Set) statusLoop(ctx context.Context) {
 		}
 		last = now
 	}
+}
+
+func (p *Set) incomingBytes() int64 {
+	if p.inBytes == nil {
+		return 0
+	}
+	return p.inBytes.held()
 }

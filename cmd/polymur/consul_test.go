@@ -26,10 +26,16 @@ type carbonTier struct {
 
 func (c *carbonTier) register(name string) {
 	s := testutil.NewSink(c.t)
-	_, port, _ := strings.Cut(s.Addr(), ":")
-	c.consul.API("PUT", "agent/service/register", fmt.Sprintf(`{"ID": %q, "Name": "carbon", "Address": "127.0.0.1", "Port": %s, "Meta": {"instance": %q},
-		"Check": {"CheckID": "ttl-%s", "TTL": "10m", "Status": "passing"}}`, "carbon-"+name, port, name, name))
 	c.sinks[name], c.addrs[name] = s, s.Addr()
+	c.registerTTL(name, "10m")
+}
+
+// registerTTL (re-)registers instance name with a passing TTL check of
+// ttl: left alone, it turns critical when ttl has passed.
+func (c *carbonTier) registerTTL(name, ttl string) {
+	_, port, _ := strings.Cut(c.sinks[name].Addr(), ":")
+	c.consul.API("PUT", "agent/service/register", fmt.Sprintf(`{"ID": %q, "Name": "carbon", "Address": "127.0.0.1", "Port": %s, "Meta": {"instance": %q},
+		"Check": {"CheckID": "ttl-%s", "TTL": %q, "Status": "passing"}}`, "carbon-"+name, port, name, name, ttl))
 }
 
 // expected is where carbon's ring over the registered instances (those in
@@ -152,9 +158,9 @@ func TestConsulMembership(t *testing.T) {
 	consul.API("PUT", "agent/service/deregister/carbon-c2", "")
 	delete(tier.addrs, "c2") // its sink keeps what it got
 	round("removed", "", 5, 5)
-	consul.API("PUT", "agent/check/fail/ttl-c3", "")
+	tier.registerTTL("c3", "1s") // and nothing passes it: it expires
 	round("failing", "c3", 5, 4)
-	consul.API("PUT", "agent/check/pass/ttl-c3", "")
+	tier.registerTTL("c3", "10m")
 	round("recovered", "", 5, 5)
 
 	// Consul gone: the relays keep the last membership and say so.
