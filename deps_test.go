@@ -9,11 +9,11 @@ import (
 // TestImportRules enforces DESIGN.md's import DAG: library packages never
 // import each other sideways (they meet through funcs that cmd/ wires), all
 // may use the leaves batch, ring, spool and decode, aggregate carries out
-// route's aggregate rules (its one edge, declared), and only keysync
+// route's aggregate rules (its one edge, declared), and only consul
 // reaches Consul.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/polymur/polymur/"
-	library := []string{"listener", "dest", "output", "api", "admin", "keysync", "runstats", "route", "statsd", "aggregate"}
+	library := []string{"listener", "dest", "output", "api", "admin", "consul", "runstats", "route", "statsd", "aggregate"}
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Deps " "}} | {{join .Imports " "}}`, "./...").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -23,14 +23,14 @@ func TestImportRules(t *testing.T) {
 		fields := strings.Fields(all)
 		pkg, deps := strings.TrimPrefix(fields[0], mod), fields[1:]
 		for _, imp := range strings.Fields(direct) {
-			if strings.HasPrefix(imp, "github.com/hashicorp/consul/") && pkg != "keysync" && !strings.HasPrefix(pkg, "internal/testutil") {
-				t.Errorf("%s imports Consul; only keysync may (the others use keysync)", pkg)
+			if strings.HasPrefix(imp, "github.com/hashicorp/consul/") && pkg != "consul" && !strings.HasPrefix(pkg, "internal/testutil") {
+				t.Errorf("%s imports Consul; only the consul package may (the others use it)", pkg)
 			}
 		}
 		for _, dep := range deps {
 			d := strings.TrimPrefix(dep, mod)
-			if strings.HasPrefix(dep, "github.com/hashicorp/consul/api") && contains(library, pkg) && pkg != "keysync" {
-				t.Errorf("library package %s reaches Consul; only keysync may", pkg)
+			if strings.HasPrefix(dep, "github.com/hashicorp/consul/api") && contains(library, pkg) && pkg != "consul" {
+				t.Errorf("library package %s reaches Consul; only the consul package may", pkg)
 			}
 			if !strings.HasPrefix(dep, mod) {
 				continue

@@ -10,8 +10,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/daemon"
-	"github.com/polymur/polymur/keysync"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -66,16 +66,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pgw-key list %s is invalid: want 'names' or 'all'\n", arg)
 		return 2
 	}
-	store, err := keysync.NewStore(os.Getenv("POLYMUR_GW_KEYS_PATH"), "")
+	store, err := consul.NewStore(os.Getenv("POLYMUR_GW_KEYS_PATH"), "")
 	if err != nil {
 		fmt.Fprintln(stderr, "pgw-key:", err)
 		return 1
 	}
 	if err := do(store, cmd, arg, stdout); err != nil {
 		switch {
-		case errors.Is(err, keysync.ErrExists):
+		case errors.Is(err, consul.ErrExists):
 			fmt.Fprintf(stderr, "Key %s already exists\n", arg)
-		case errors.Is(err, keysync.ErrNotFound):
+		case errors.Is(err, consul.ErrNotFound):
 			fmt.Fprintf(stderr, "Key %s doesn't exist\n", arg)
 		default:
 			fmt.Fprintf(stderr, "pgw-key %s: %v\n", cmd, err)
@@ -85,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func do(s *keysync.Store, cmd, arg string, out io.Writer) error {
+func do(s *consul.Store, cmd, arg string, out io.Writer) error {
 	switch cmd {
 	case "create":
 		key, err := s.Create(arg)

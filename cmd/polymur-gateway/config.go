@@ -7,8 +7,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/daemon"
-	"github.com/polymur/polymur/keysync"
 )
 
 // config is polymur-gateway's parsed and validated command line.
@@ -39,7 +39,7 @@ func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("polymur-gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, usageHeader, keysync.DefaultPrefix)
+		fmt.Fprintf(stderr, usageHeader, consul.DefaultPrefix)
 		fs.PrintDefaults()
 	}
 	var c config
@@ -51,7 +51,7 @@ func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.key, "key", "", "TLS Key (PEM file; not an API key)")
 	fs.BoolVar(&c.devMode, "dev-mode", false, "Dev mode: disables Consul API key store; uses '123' (name 'dev')")
 	fs.BoolVar(&c.keyPrefix, "key-prefix", false, "If enabled, prepends all metrics with the origin polymur-proxy API key's name")
-	fs.StringVar(&c.keysPath, "keys-path", keysync.DefaultPrefix, "Consul KV folder holding the API keys")
+	fs.StringVar(&c.keysPath, "keys-path", consul.DefaultPrefix, "Consul KV folder holding the API keys")
 	fs.DurationVar(&c.keyRefresh, "key-refresh", 30*time.Second, "Longest time between API key syncs (changes arrive sooner through Consul blocking queries)")
 	fs.Int64Var(&c.maxBody, "max-body-bytes", 16<<20, "Largest accepted compressed batch (413 above)")
 	fs.Int64Var(&c.maxDecoded, "max-decoded-bytes", 64<<20, "Largest accepted decompressed batch (413 above; stops gzip bombs)")

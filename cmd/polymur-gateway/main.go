@@ -12,8 +12,8 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/daemon"
-	"github.com/polymur/polymur/keysync"
 	"github.com/polymur/polymur/listener"
 )
 
@@ -40,12 +40,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
-	kc := keysync.Config{Prefix: c.keysPath, Refresh: c.keyRefresh, Logger: log}
+	kc := consul.Config{Prefix: c.keysPath, Refresh: c.keyRefresh, Logger: log}
 	if c.devMode {
 		kc.Static = map[string]string{"123": "dev"}
 		log.Warn("dev mode: Consul is not used; the only valid API key is 123 (name dev)")
 	}
-	keys, err := keysync.NewCache(kc)
+	keys, err := consul.NewCache(kc)
 	if err != nil {
 		return err
 	}

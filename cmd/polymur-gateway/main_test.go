@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/testutil"
-	"github.com/polymur/polymur/keysync"
 )
 
 const limit = 60 * time.Second // only keeps a broken test from hanging
@@ -100,9 +100,9 @@ func TestHTTPSOnly(t *testing.T) {
 }
 
 func TestKeysFromRealConsul(t *testing.T) {
-	consul := testutil.StartConsul(t)
-	t.Setenv("CONSUL_HTTP_ADDR", consul.Addr)
-	store, err := keysync.NewStore("", "")
+	agent := testutil.StartConsul(t)
+	t.Setenv("CONSUL_HTTP_ADDR", agent.Addr)
+	store, err := consul.NewStore("", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestKeysFromRealConsul(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consul.Put("polymur/gateway/keys/", nil) // the folder entry that once let keyless requests in
+	agent.Put("polymur/gateway/keys/", nil) // the folder entry that once let keyless requests in
 	s := testutil.NewSink(t)
 	d := start(t, "-key-prefix", "-key-refresh", "2s", "-destinations", s.Addr())
 	url := "http://" + d.Addrs["http"] + "/ingest"

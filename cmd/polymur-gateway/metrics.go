@@ -6,14 +6,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/polymur/polymur/admin"
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/daemon"
-	"github.com/polymur/polymur/keysync"
 	"github.com/polymur/polymur/listener"
 )
 
 // gatewayMetrics exposes the ingest requests by status and key name and the
 // key sync's state.
-func gatewayMetrics(keys *keysync.Cache, ingest *listener.Ingest) admin.CollectFunc {
+func gatewayMetrics(keys *consul.Cache, ingest *listener.Ingest) admin.CollectFunc {
 	return func(ch chan<- prometheus.Metric) {
 		st := ingest.Stats()
 		for _, r := range st.ByKey {

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/polymur/polymur/admin"
-	"github.com/polymur/polymur/keysync"
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/route"
 )
 
@@ -19,8 +19,8 @@ import (
 // per cluster, the instances last seen (under routing.mu), applied over
 // the file's table like the runtime edits.
 type consulSource struct {
-	watches map[string]*keysync.Watch // by cluster
-	members map[string][]keysync.Instance
+	watches map[string]*consul.Watch // by cluster
+	members map[string][]consul.Instance
 	order   []string // clusters, in configuration order
 }
 
@@ -40,12 +40,12 @@ func (r *routing) startConsul(t *route.Table, cs consulStart) error {
 	if len(clusters) == 0 {
 		return nil
 	}
-	src := &consulSource{watches: map[string]*keysync.Watch{}, members: map[string][]keysync.Instance{}}
+	src := &consulSource{watches: map[string]*consul.Watch{}, members: map[string][]consul.Instance{}}
 	for _, c := range clusters {
-		svc := keysync.Service{Name: c.Consul.Service, Tag: c.Consul.Tag, Datacenter: c.Consul.Datacenter}
-		w := &keysync.Watch{Service: svc, Address: addr, Logger: r.log}
+		svc := consul.Service{Name: c.Consul.Service, Tag: c.Consul.Tag, Datacenter: c.Consul.Datacenter}
+		w := &consul.Watch{Service: svc, Address: addr, Logger: r.log}
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		var ins []keysync.Instance
+		var ins []consul.Instance
 		var err error
 		for {
 			if ins, _, err = w.Fetch(ctx); err == nil || ctx.Err() != nil {
@@ -83,7 +83,7 @@ func consulAddr(addr string) string {
 	return addr
 }
 
-func instanceList(ins []keysync.Instance) string {
+func instanceList(ins []consul.Instance) string {
 	var s []string
 	for _, i := range ins {
 		s = append(s, i.Member())
@@ -134,7 +134,7 @@ func (r *routing) watchConsul(ctx context.Context) error {
 	done := make(chan struct{})
 	for _, name := range r.consul.order {
 		w := r.consul.watches[name]
-		w.OnChange = func(ins []keysync.Instance) { r.consulChanged(name, ins) }
+		w.OnChange = func(ins []consul.Instance) { r.consulChanged(name, ins) }
 		go func() { defer func() { done <- struct{}{} }(); w.Run(ctx, 0) }()
 	}
 	for range r.consul.order {
@@ -146,7 +146,7 @@ func (r *routing) watchConsul(ctx context.Context) error {
 // consulChanged applies a cluster's new membership: a new table when the
 // members changed (by difference: the others keep their connections), the
 // health of each member as hold or unhold.
-func (r *routing) consulChanged(cluster string, ins []keysync.Instance) {
+func (r *routing) consulChanged(cluster string, ins []consul.Instance) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.consul.members[cluster]
@@ -171,8 +171,8 @@ func (r *routing) consulChanged(cluster string, ins []keysync.Instance) {
 
 // sameMembers reports whether two memberships have the same members
 // (health aside).
-func sameMembers(a, b []keysync.Instance) bool {
-	return slices.EqualFunc(a, b, func(x, y keysync.Instance) bool { return x.Member() == y.Member() })
+func sameMembers(a, b []consul.Instance) bool {
+	return slices.EqualFunc(a, b, func(x, y consul.Instance) bool { return x.Member() == y.Member() })
 }
 
 // applyHealth holds the members Consul calls critical and releases the
@@ -197,11 +197,11 @@ func (r *routing) applyHealth() {
 }
 
 // consulStats are the watches' states, for stats and /metrics.
-func (r *routing) consulStats() []keysync.WatchStats {
+func (r *routing) consulStats() []consul.WatchStats {
 	if r.consul == nil {
 		return nil
 	}
-	var out []keysync.WatchStats
+	var out []consul.WatchStats
 	for _, name := range r.consul.order {
 		out = append(out, r.consul.watches[name].Stats())
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/aggregate"
 	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/compose"
-	"github.com/polymur/polymur/keysync"
 	"github.com/polymur/polymur/runstats"
 )
 
@@ -334,12 +334,12 @@ func (r *Relay) register() (func() error, error) {
 	}
 	host = cmp.Or(f.ConsulServiceAddr, host)
 	name := cmp.Or(f.ConsulService, r.name)
-	reg := keysync.Registration{Consul: f.ConsulAddr, Name: name, ID: fmt.Sprintf("%s-%s-%d", name, cmp.Or(host, "node"), port), Address: host, Port: port,
+	reg := consul.Registration{Consul: f.ConsulAddr, Name: name, ID: fmt.Sprintf("%s-%s-%d", name, cmp.Or(host, "node"), port), Address: host, Port: port,
 		Meta:     map[string]string{"version": Version(), "metrics": "http://" + r.Addrs["admin"] + "/metrics"},
 		CheckURL: "http://" + r.Addrs["admin"] + "/readyz"}
 	ctx, cancel := context.WithTimeout(context.Background(), f.ConsulWait)
 	defer cancel()
-	dereg, err := keysync.Register(ctx, reg)
+	dereg, err := consul.Register(ctx, reg)
 	if err != nil {
 		return nil, fmt.Errorf("-consul-register: %w (is Consul reachable at %s? -consul-addr)", err, consulAddr(f.ConsulAddr))
 	}

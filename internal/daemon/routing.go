@@ -17,8 +17,8 @@ import (
 	"unsafe"
 
 	"github.com/polymur/polymur/aggregate"
+	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/dest"
-	"github.com/polymur/polymur/keysync"
 	"github.com/polymur/polymur/route"
 )
 
@@ -458,12 +458,12 @@ type configState struct {
 	// Consul is the last membership of the Consul clusters (by cluster),
 	// what -consul-start-from-state starts with when Consul cannot be
 	// reached.
-	Consul map[string][]keysync.Instance `json:"consul_members,omitempty"`
-	Saved  time.Time                     `json:"saved"`
+	Consul map[string][]consul.Instance `json:"consul_members,omitempty"`
+	Saved  time.Time                    `json:"saved"`
 }
 
 // readConsulState reads the Consul memberships the state file keeps.
-func readConsulState(path string) (map[string][]keysync.Instance, time.Time, error) {
+func readConsulState(path string) (map[string][]consul.Instance, time.Time, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, time.Time{}, err

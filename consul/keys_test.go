@@ -1,4 +1,4 @@
-package keysync
+package consul
 
 import (
 	"context"

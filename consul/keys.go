@@ -1,11 +1,13 @@
-// Package keysync is polymur-gateway's API-key authority: a Cache that
-// mirrors the keys stored in Consul KV (`polymur/gateway/keys/<name>` = key)
-// into an immutable in-memory set that request handlers read without a lock,
-// and a Store that pgw-key uses to create, list, regenerate and delete keys.
-// It is the only package that imports Consul's API client; the Consul
+// Package consul is everything polymur asks of Consul, and the only
+// package that imports Consul's API client: polymur-gateway's API keys (a
+// Cache that mirrors the keys stored in Consul KV,
+// `polymur/gateway/keys/<name>` = key, into an immutable in-memory set that
+// request handlers read without a lock, and a Store that pgw-key uses to
+// create, list, regenerate and delete keys), cluster members from the
+// service catalog (Watch) and self-registration (Register). The Consul
 // address and token come from the client's own environment variables
-// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, …).
-package keysync
+// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, …) unless a flag gives the address.
+package consul
 
 import (
 	"context"
@@ -74,7 +76,7 @@ func NewCache(cfg Config) (*Cache, error) {
 		cfg.Refresh = 30 * time.Second
 	}
 	if cfg.Refresh < time.Second {
-		return nil, errors.New("keysync: refresh must be at least 1s")
+		return nil, errors.New("consul: key refresh must be at least 1s")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
