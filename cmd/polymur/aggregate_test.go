@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,13 +86,7 @@ func TestAggregatesSameAsCarbonCRelay(t *testing.T) {
 	now := time.Now().Unix()
 	lines := aggregateInput(now)
 	payload := strings.Join(lines, "\n") + "\n"
-	d.Send(t, "listen", payload)
-	c, err := net.Dial("tcp", port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Write([]byte(payload))
-	c.Close()
+	sendBoth(t, d, port, payload)
 
 	want := expectedAggregateLines(lines, now)
 	for who, s := range map[string]*testutil.Sink{"carbon-c-relay": theirSink, "polymur": ourSink} {

@@ -353,14 +353,7 @@ match * send to flat withip;
 	for i := range 600 {
 		lines = append(lines, fmt.Sprintf("%s.h%d.m%d %d 170000%04d", []string{"sys", "old", "skip", "app"}[i%4], i%7, i, i, i))
 	}
-	payload := strings.Join(lines, "\n") + "\n"
-	d.Send(t, "listen", payload)
-	c, err := net.Dial("tcp", port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Write([]byte(payload))
-	c.Close()
+	sendBoth(t, d, port, strings.Join(lines, "\n")+"\n")
 	want := map[string]int{"plain": 300, "ip": 450, "ip2": 450}
 	for ext, n := range want {
 		for _, who := range []string{"c-relay", "polymur"} {
@@ -394,4 +387,19 @@ func startCRelay(t *testing.T, bin, conf string) *testutil.Proc {
 		return strings.Contains(string(b), "startup sequence complete")
 	})
 	return peer
+}
+
+// sendBoth sends payload to polymur (d) and to the carbon-c-relay
+// listening on peer.
+func sendBoth(t *testing.T, d *testutil.Daemon, peer, payload string) {
+	t.Helper()
+	d.Send(t, "listen", payload)
+	c, err := net.Dial("tcp", peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(payload)); err != nil {
+		t.Fatal(err)
+	}
 }
