@@ -59,6 +59,9 @@ type Config struct {
 	// means ready.
 	NotReady func() []string
 	Stats    func() any
+	// Rejected, when set, is GET /api/v1/rejected: the last rejected
+	// lines by reason.
+	Rejected func() any
 	Dests    *Destinations // nil: no destination API
 	// Reload, when set, is POST /api/v1/reload (re-read -config), a write
 	// endpoint like the destination changes.
@@ -153,6 +156,9 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("DELETE /api/v1/destinations", s.guard(s.cfg.Write, "-admin-write", s.delDest))
 		mux.Handle("DELETE /api/v1/destinations/{dest}", s.guard(s.cfg.Write, "-admin-write", s.delDest))
 		mux.HandleFunc("GET /api/v1/route", s.route)
+	}
+	if f := s.cfg.Rejected; f != nil {
+		mux.HandleFunc("GET /api/v1/rejected", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, f()) })
 	}
 	if s.cfg.Reload != nil {
 		mux.Handle("POST /api/v1/reload", s.guard(s.cfg.Write, "-admin-write", func(w http.ResponseWriter, _ *http.Request) {

@@ -2,7 +2,9 @@ package batch
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -323,4 +325,25 @@ func FuzzParseStatsd(f *testing.F) {
 			t.Fatalf("accepted %q with name %q", line, p.Name)
 		}
 	})
+}
+
+// TestRejectLog: the last lines of each reason, newest first, bounded per
+// reason and in length.
+func TestRejectLog(t *testing.T) {
+	l := NewRejectLog(3)
+	for i := range 5 {
+		l.Add("bad_value", "10.0.0.1", []byte(fmt.Sprintf("line.%d x 1", i)))
+	}
+	l.Add("too_long", "", bytes.Repeat([]byte("a"), 1000))
+	got := l.Recent()
+	var lines []string
+	for _, r := range got["bad_value"] {
+		lines = append(lines, r.Line)
+	}
+	if want := []string{"line.4 x 1", "line.3 x 1", "line.2 x 1"}; !slices.Equal(lines, want) {
+		t.Fatalf("bad_value kept %v, want %v", lines, want)
+	}
+	if r := got["too_long"]; len(r) != 1 || len(r[0].Line) != RejectLineMax || r[0].Client != "" {
+		t.Fatalf("too_long kept %+v", r)
+	}
 }

@@ -47,6 +47,9 @@ type Splitter struct {
 	tagBuf []byte
 
 	Counts Counts
+	// OnReject, when set, is told each rejected line (valid during the
+	// call) and why: the reject log of the last bad lines.
+	OnReject func(r Reason, line []byte)
 }
 
 // SetPrefix makes the splitter prepend p to every accepted metric name
@@ -131,6 +134,13 @@ func (s *Splitter) Next(out *Batch, max int) (full bool) {
 	return true
 }
 
+func (s *Splitter) rejected(r Reason, line []byte) {
+	s.Counts.Rejected[r]++
+	if s.OnReject != nil {
+		s.OnReject(r, line)
+	}
+}
+
 // checkOverlong starts discarding a partial line that can no longer fit.
 func (s *Splitter) checkOverlong() {
 	pending := s.end - s.start
@@ -139,7 +149,7 @@ func (s *Splitter) checkOverlong() {
 		return
 	}
 	if pending > s.maxLine {
-		s.Counts.Rejected[ReasonTooLong]++
+		s.rejected(ReasonTooLong, s.buf[s.start:s.end])
 		s.skipping = true
 		s.start = s.end
 	}
@@ -159,7 +169,7 @@ func (s *Splitter) Final(out *Batch) {
 // TCP connection it is what a crashed or killed sender leaves.
 func (s *Splitter) Abandon() {
 	if s.end > s.start && !s.skipping {
-		s.Counts.Rejected[ReasonUnterminated]++
+		s.rejected(ReasonUnterminated, s.buf[s.start:s.end])
 	}
 	s.start, s.end, s.skipping = 0, 0, false
 }
@@ -176,7 +186,7 @@ func (s *Splitter) Release() {
 
 func (s *Splitter) take(out *Batch, line []byte) {
 	if len(line) > s.maxLine {
-		s.Counts.Rejected[ReasonTooLong]++
+		s.rejected(ReasonTooLong, line)
 		return
 	}
 	if s.level == LevelStatsd && len(line) > 0 && line[len(line)-1] == '\r' {
@@ -184,7 +194,7 @@ func (s *Splitter) take(out *Batch, line []byte) {
 	}
 	p, r := Parse(line, s.level)
 	if r != ReasonOK {
-		s.Counts.Rejected[r]++
+		s.rejected(r, line)
 		return
 	}
 	s.Counts.Accepted++

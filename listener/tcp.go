@@ -56,6 +56,9 @@ type TCPConfig struct {
 	// connection.
 	Pickle         bool
 	MaxPickleFrame int
+	// Rejects, when set, keeps the last rejected lines (by reason, with
+	// the client's address).
+	Rejects *batch.RejectLog
 	// TagNormalize sends tagged names normalised (carbon's
 	// TAG_RELAY_NORMALIZED: tags sorted, so every spelling is one series).
 	TagNormalize bool
@@ -319,6 +322,7 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 	defer stop()
 
 	src, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
+	sp.OnReject = onReject(t.cfg.Rejects, t.log, src)
 	b := batch.Get()
 	b.Src = src
 	send := func() bool {

@@ -28,8 +28,9 @@ type UDPConfig struct {
 	// ReadBuffer is the socket receive buffer asked of the kernel; default
 	// 8 MiB (the kernel may cap it: net.core.rmem_max).
 	ReadBuffer      int
-	SummaryInterval time.Duration // rejected-line log summary; default 5s; <0 disables
-	TagNormalize    bool          // as TCPConfig's
+	SummaryInterval time.Duration    // rejected-line log summary; default 5s; <0 disables
+	TagNormalize    bool             // as TCPConfig's
+	Rejects         *batch.RejectLog // as TCPConfig's (the client is "udp")
 	Send            SendFunc
 	Logger          *slog.Logger
 }
@@ -133,6 +134,7 @@ func (u *UDP) Run(ctx context.Context) error {
 
 	split := batch.NewSplitter(u.cfg.Level, u.cfg.MaxLine)
 	split.SetNormalizeTags(u.cfg.TagNormalize)
+	split.OnReject = onReject(u.cfg.Rejects, u.log, "udp")
 	defer split.Release()
 	out := batch.Get()
 	flush := func(sendCtx context.Context) {

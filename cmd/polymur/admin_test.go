@@ -97,10 +97,15 @@ func TestStatusPageInChromium(t *testing.T) {
 	for i := range 5000 {
 		fmt.Fprintf(&sb, "page.m%d %d 1700000000\n", i, i)
 	}
+	sb.WriteString("no.value\nbad.value x 1700000000\n")
 	d.Send(t, "listen", sb.String())
 	if !up.WaitCount(5000, limit) {
 		t.Fatal("lines not delivered")
 	}
+	testutil.WaitFor(t, "the rejected lines kept", limit, func() bool {
+		_, body := testutil.Get(t, "http://"+d.Addrs["admin"]+"/api/v1/rejected")
+		return strings.Contains(body, `"line": "no.value"`) && strings.Contains(body, `"line": "bad.value x 1700000000"`) && strings.Contains(body, `"client": "127.0.0.1"`)
+	})
 	if got := d.Ask(t, "api", "putdest 127.0.0.1:1:gone"); !strings.HasPrefix(got, "Registered") {
 		t.Fatal(got)
 	}
@@ -116,6 +121,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		`data-dest="` + up.Addr() + `:up"`, `data-dest="` + down.Addr() + `:down"`, `data-dest="127.0.0.1:1:gone"`,
 		`class="state connected"`, `class="state removed"`,
 		"points sent", "5000", "destination write",
+		"Rejected lines", "bad.value x 1700000000",
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered page lacks %q", want)

@@ -26,7 +26,7 @@ func bindListeners(c *config, relay *daemon.Relay, log *slog.Logger) (*intakes, 
 		return nil, nil, err
 	}
 	base := listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
-		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize,
+		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize, Rejects: relay.Rejects,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns, MaxPickleFrame: c.pickleMax}
 	// -config's listen statements replace -listen-addr; given, -listen-addr
 	// replaces them.
@@ -165,7 +165,7 @@ func (in *intakes) bindTCP(name, what string, cfg listener.TCPConfig) error {
 // bindUDP binds one Graphite UDP listener.
 func (in *intakes) bindUDP(name, what string, c *config, addr string, log *slog.Logger) error {
 	u, err := listener.NewUDP(listener.UDPConfig{Addr: addr, Level: c.Level, MaxLine: c.MaxLine,
-		ReadBuffer: c.udpBuffer, Send: in.relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize})
+		ReadBuffer: c.udpBuffer, Send: in.relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize, Rejects: in.relay.Rejects})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

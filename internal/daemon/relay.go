@@ -17,6 +17,7 @@ import (
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/aggregate"
 	"github.com/polymur/polymur/api"
+	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/compose"
@@ -29,6 +30,9 @@ type Relay struct {
 	Log   *slog.Logger
 	Dests *dest.Set
 	Addrs map[string]string // bound addresses by role, for tests and logs
+	// Rejects keeps the last rejected lines of the listeners (by reason),
+	// for GET /api/v1/rejected and the status page.
+	Rejects *batch.RejectLog
 
 	name    string
 	flags   *RelayFlags
@@ -80,7 +84,7 @@ type Intake struct {
 // The listeners are built next, sending to Dests.Send; Serve then binds the
 // ports that report on both.
 func NewRelay(name string, f *RelayFlags, stdout io.Writer, log *slog.Logger) (*Relay, error) {
-	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}}
+	r := &Relay{Log: log, name: name, flags: f, start: time.Now(), lat: runstats.NewLatency(4096), Addrs: map[string]string{}, Rejects: batch.NewRejectLog(20)}
 	pc := f.DestConfig()
 	r.writes = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "polymur_destination_write_duration_seconds",
 		Help: "Time of one vectored write of queued points to a destination.", Buckets: LatencyBuckets})
@@ -216,7 +220,7 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 		r.servers, r.Addrs["stat"] = append(r.servers, srv), srv.Addr().String()
 	}
 	r.AddNotReady(func() []string { return NotReadyDests(p, f.ConsoleOut) })
-	acfg := admin.Config{Name: name, Gatherer: r.reg, Stats: stats, Logger: log,
+	acfg := admin.Config{Name: name, Gatherer: r.reg, Stats: stats, Logger: log, Rejected: func() any { return r.Rejects.Recent() },
 		NotReady: func() []string {
 			var why []string
 			for _, f := range r.notReady {
