@@ -2,6 +2,7 @@ package route
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -225,20 +226,11 @@ func (p *parser) aggregate(at token) error {
 		if err := p.expect("at"); err != nil {
 			return err
 		}
-		w, err := p.word("start, middle or end after timestamp at")
+		w, err := p.oneOf("timestamp at", "start", "middle", "end")
 		if err != nil {
 			return err
 		}
-		switch w.text {
-		case "start":
-			a.Timestamp = AtStart
-		case "middle":
-			a.Timestamp = AtMiddle
-		case "end":
-			a.Timestamp = AtEnd
-		default:
-			return errAt(w, "timestamp at must be start, middle or end, got %q", w.text)
-		}
+		a.Timestamp = Timestamp(slices.Index(tsNames[:], w.text))
 		if err := p.expect("of"); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // maxIncludeDepth bounds include nesting (and include loops).
@@ -211,17 +212,11 @@ func (p *parser) match(at token) error {
 		if err := p.expect("else"); err != nil {
 			return err
 		}
-		how, err := p.word("log or drop after else")
+		how, err := p.oneOf("validate ... else", "log", "drop")
 		if err != nil {
 			return err
 		}
-		switch how.text {
-		case "log":
-			m.ValidateLog = true
-		case "drop":
-		default:
-			return errAt(how, "validate ... else must be log or drop, got %q", how.text)
-		}
+		m.ValidateLog = how.text == "log"
 	}
 	if p.peek().text == "route" {
 		p.next()
@@ -270,6 +265,18 @@ func (p *parser) match(at token) error {
 	}
 	p.t.Rules = append(p.t.Rules, Rule{Match: m})
 	return nil
+}
+
+// oneOf reads the word after keyword, which must be one of words.
+func (p *parser) oneOf(keyword string, words ...string) (token, error) {
+	w, err := p.word(strings.Join(words, " or ") + " after " + keyword)
+	if err != nil {
+		return w, err
+	}
+	if !slices.Contains(words, w.text) {
+		return w, errAt(w, "%s must be %s, got %q", keyword, strings.Join(words, " or "), w.text)
+	}
+	return w, nil
 }
 
 // exprs reads the expressions of a match or aggregate (at is its keyword)

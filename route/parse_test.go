@@ -57,7 +57,7 @@ func TestParseErrorsNamePlace(t *testing.T) {
 		{"aggregate blackhole", "aggregate ^a every 10 seconds expire after 20 seconds compute sum write to b send to blackhole;", "cannot send to blackhole"},
 		{"aggregate unknown cluster", "aggregate ^a every 10 seconds expire after 20 seconds compute sum write to b send to x;", "unknown cluster \"x\""},
 		{"aggregate group out of range", "aggregate ^(a) every 10 seconds expire after 20 seconds compute sum write to \\2;", "refers to \\2"},
-		{"aggregate timestamp", "aggregate ^a every 10 seconds expire after 20 seconds timestamp at noon of bucket compute sum write to b;", "start, middle or end"},
+		{"aggregate timestamp", "aggregate ^a every 10 seconds expire after 20 seconds timestamp at noon of bucket compute sum write to b;", "c.conf:1:68: timestamp at must be start or middle or end, got \"noon\""},
 		{"aggregate without expressions", "aggregate every 10 seconds expire after 20 seconds compute sum write to b;", "expected \"every\""},
 		{"unterminated quote", "match \"^a send to a;", "unterminated quoted string"},
 		{"include missing", "include /nonexistent/*.conf;", "matches no file"},
