@@ -91,7 +91,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	}
 
 	err = p.runAll(ctx, c, lis, servers, adm, log)
-	log.Info("stopped", "stats", p.stats())
+	s := p.stats()
+	log.Info("stopped", "received", s.Received, "sent", s.Sent, "batches", s.Batches, "retries", s.Retries, daemon.CountsAttr("dropped", s.Dropped),
+		"queued", s.QueueDepth, "raw_bytes", s.RawBytes, "wire_bytes", s.WireBytes, "spooled", s.Spooled, "replayed", s.Replayed)
 	return err
 }
 

@@ -88,7 +88,7 @@ func (p *pipeline) stats() output.Stats {
 // statusAttrs extends the periodic "Last 5.00s: Received …" line.
 func (p *pipeline) statusAttrs() []any {
 	s, l := p.stats(), p.lat.Summary()
-	return []any{"sent", s.Sent, "retries", s.Retries, "dropped", s.Dropped, "queued", s.QueueDepth,
+	return []any{"sent", s.Sent, "retries", s.Retries, daemon.CountsAttr("dropped", s.Dropped), "queued", s.QueueDepth,
 		"post_p50", l.P50, "post_p99", l.P99}
 }
 

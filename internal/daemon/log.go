@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"runtime"
 	"runtime/debug"
+	"slices"
 )
 
 // NewLogger builds the daemon's logger from -log-level and -log-format.
@@ -77,4 +79,18 @@ func VersionLine(name string) string {
 		rev = "unknown"
 	}
 	return fmt.Sprintf("%s %s (commit %s, %s)", name, Version(), rev, runtime.Version())
+}
+
+// CountsAttr logs counts by reason as a group of attributes
+// (dropped.dest_down=3 in text, {"dropped":{"dest_down":3}} in JSON),
+// sorted, rather than a Go map; "none" when empty.
+func CountsAttr(key string, counts map[string]uint64) slog.Attr {
+	if len(counts) == 0 {
+		return slog.String(key, "none")
+	}
+	var attrs []any
+	for _, k := range slices.Sorted(maps.Keys(counts)) {
+		attrs = append(attrs, slog.Uint64(k, counts[k]))
+	}
+	return slog.Group(key, attrs...)
 }

@@ -316,7 +316,7 @@ func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 		}
 	}
 	s := r.Dests.Stats()
-	r.Log.Info("stopped", "received", s.Received, "sent", s.Sent, "dropped", s.Dropped)
+	r.Log.Info("stopped", "received", s.Received, "sent", s.Sent, CountsAttr("dropped", s.Dropped))
 	return err
 }
 
