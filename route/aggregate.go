@@ -256,19 +256,12 @@ func (p *parser) aggregate(at token) error {
 		return errAt(p.peek(), "expected compute in aggregate, got %q", p.peek().text)
 	}
 	if p.peek().text == "send" && !p.peek().quoted {
-		p.next()
-		if err := p.expect("to"); err != nil {
+		var hole *token
+		if a.dests, hole, err = p.sendTo(at); err != nil {
 			return err
 		}
-		for !p.atEnd() && !p.peek().semi && p.peek().text != "stop" {
-			c := p.next()
-			if c.text == "blackhole" {
-				return errAt(c, "an aggregate cannot send to blackhole (leave out its computes instead)")
-			}
-			a.dests = append(a.dests, c)
-		}
-		if len(a.dests) == 0 {
-			return errAt(at, "send to names no cluster")
+		if hole != nil {
+			return errAt(*hole, "an aggregate cannot send to blackhole (leave out its computes instead)")
 		}
 	}
 	if p.peek().text == "stop" && !p.peek().quoted {

@@ -232,21 +232,11 @@ func (p *parser) match(at token) error {
 		}
 	}
 	if p.peek().text == "send" {
-		p.next()
-		if err := p.expect("to"); err != nil {
+		var hole *token
+		if m.dests, hole, err = p.sendTo(at); err != nil {
 			return err
 		}
-		for !p.atEnd() && !p.peek().semi && p.peek().text != "stop" {
-			c := p.next()
-			if c.text == "blackhole" {
-				m.Blackhole = true
-				continue
-			}
-			m.dests = append(m.dests, c)
-		}
-		if len(m.dests) == 0 && !m.Blackhole {
-			return errAt(at, "send to names no cluster")
-		}
+		m.Blackhole = hole != nil
 		if m.Blackhole && len(m.dests) > 0 {
 			return errAt(at, "send to blackhole cannot be combined with other clusters")
 		}
@@ -265,6 +255,28 @@ func (p *parser) match(at token) error {
 	}
 	p.t.Rules = append(p.t.Rules, Rule{Match: m})
 	return nil
+}
+
+// sendTo reads "send to NAME…" up to stop or the end of the statement (at
+// is the statement's keyword): the clusters named, and the blackhole word
+// when one is.
+func (p *parser) sendTo(at token) (dests []token, blackhole *token, err error) {
+	p.next()
+	if err := p.expect("to"); err != nil {
+		return nil, nil, err
+	}
+	for !p.atEnd() && !p.peek().semi && p.peek().text != "stop" {
+		c := p.next()
+		if c.text == "blackhole" {
+			blackhole = &c
+			continue
+		}
+		dests = append(dests, c)
+	}
+	if len(dests) == 0 && blackhole == nil {
+		return nil, nil, errAt(at, "send to names no cluster")
+	}
+	return dests, blackhole, nil
 }
 
 // oneOf reads the word after keyword, which must be one of words.

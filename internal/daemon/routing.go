@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,10 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/polymur/polymur/aggregate"
-	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/route"
 )
@@ -168,98 +164,6 @@ func fileDest(path string, ip bool) string {
 		return "fileip:" + path
 	}
 	return "file:" + path
-}
-
-// tableRoutes is one table as the destination set's Routes. Destinations
-// are numbered as destinations(t) lists them: the servers in t.Servers'
-// order, then the files.
-type tableRoutes struct {
-	t     *route.Table
-	files map[string]int    // file destination name → index + 1
-	agg   *aggregate.Engine // the table's aggregates; nil when it has none
-}
-
-func newTableRoutes(t *route.Table, agg *aggregate.Engine) *tableRoutes {
-	tr := &tableRoutes{t: t, files: map[string]int{}, agg: agg}
-	for _, c := range t.Clusters {
-		if c.Kind != route.File {
-			continue
-		}
-		for _, f := range c.Files {
-			if name := fileDest(f, c.FileIP); tr.files[name] == 0 {
-				tr.files[name] = len(t.Servers) + len(tr.files) + 1
-			}
-		}
-	}
-	return tr
-}
-
-// NewRoute makes a RouteFunc for one goroutine, with its own scratch.
-func (tr *tableRoutes) NewRoute() dest.RouteFunc {
-	st := &routeState{t: tr.t, files: tr.files, agg: tr.agg}
-	st.live = func(s *route.Server) bool { return st.up(s.Index()) }
-	return st.route
-}
-
-// routeState is one goroutine's router over a table: the deliveries and the
-// liveness adapter (made once, not per line).
-type routeState struct {
-	t     *route.Table
-	files map[string]int
-	agg   *aggregate.Engine
-	ds    []route.Delivery
-	up    func(int) bool
-	live  func(*route.Server) bool
-}
-
-// route is the table's deliveries for one line, as placements.
-func (st *routeState) route(dst []dest.Placement, name, rest []byte, via any, up func(int) bool) ([]dest.Placement, string) {
-	t := st.t
-	st.up = up
-	// The name is only read during the call (deliveries keep it as their
-	// Name only when unchanged, and those are not retained): no copy.
-	n := unsafe.String(unsafe.SliceData(name), len(name))
-	var restText string
-	if t.NeedsRest() {
-		restText = string(rest)
-	}
-	live := st.live
-	if up == nil {
-		live = nil
-	}
-	if a, ok := via.(*route.Aggregate); ok {
-		st.ds = t.RouteOutput(st.ds[:0], a, n, restText, live)
-	} else {
-		st.ds = t.Route(st.ds[:0], n, restText, live)
-	}
-	why := ""
-	for _, d := range st.ds {
-		switch d.Outcome {
-		case route.Aggregated:
-			if st.agg != nil {
-				st.agg.Put(d.Aggregate, d.Name, d.Loc, rest)
-			}
-			why = cmp.Or(why, dest.Absorbed)
-		case route.Send:
-			var pl dest.Placement
-			if d.Server != nil {
-				pl.Dest, pl.Node = d.Server.Addr(), d.Server.Index()
-			} else {
-				pl.Dest, pl.SourceIP = fileDest(d.File, d.Cluster.FileIP), d.Cluster.FileIP
-				pl.Node = st.files[pl.Dest] - 1
-			}
-			if d.Name != n {
-				pl.Name = d.Name
-			}
-			dst = append(dst, pl)
-		case route.Blackhole, route.Invalid, route.Unrouted:
-			if why == "" || why == dest.Absorbed {
-				why = d.Outcome
-			}
-		}
-	}
-	st.up = nil
-	return dst, why
 }
 
 // reload re-reads the configuration and applies the runtime edits over it;
@@ -413,92 +317,4 @@ func (r *routing) edit(op, arg string) error {
 	}
 	r.save()
 	return nil
-}
-
-// compact adds e to edits, or cancels it against an earlier opposite edit
-// of the same member in the same cluster.
-func compact(edits []route.Edit, e route.Edit) []route.Edit {
-	addr := func(m string) string {
-		if s, err := route.ParseMember(m); err == nil {
-			return s.Addr()
-		}
-		return m
-	}
-	for i := len(edits) - 1; i >= 0; i-- {
-		o := edits[i]
-		if o.Cluster == e.Cluster && addr(o.Member) == addr(e.Member) && o.Op != e.Op {
-			return slices.Delete(edits, i, i+1)
-		}
-	}
-	return append(edits, e)
-}
-
-// save writes the runtime edits to the state file. Callers hold r.mu.
-func (r *routing) save() {
-	if r.state == "" {
-		return
-	}
-	st := configState{Config: r.path, Edits: r.edits, Saved: time.Now().UTC()}
-	if r.consul != nil {
-		st.Consul = r.consul.members
-	}
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err == nil {
-		err = replaceFile(r.state, append(b, '\n'))
-	}
-	if err != nil {
-		r.log.Error("saving runtime cluster changes to the state file failed", "state_file", r.state, "err", err)
-	}
-}
-
-// configState is -state-file's content under -config.
-type configState struct {
-	Config string       `json:"config"`
-	Edits  []route.Edit `json:"config_edits"`
-	// Consul is the last membership of the Consul clusters (by cluster),
-	// what -consul-start-from-state starts with when Consul cannot be
-	// reached.
-	Consul map[string][]consul.Instance `json:"consul_members,omitempty"`
-	Saved  time.Time                    `json:"saved"`
-}
-
-// readConsulState reads the Consul memberships the state file keeps.
-func readConsulState(path string) (map[string][]consul.Instance, time.Time, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	var st configState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, time.Time{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return st.Consul, st.Saved, nil
-}
-
-// readEdits reads the runtime edits from the state file (none when it does
-// not exist yet).
-func readEdits(path string) ([]route.Edit, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var st struct {
-		configState
-		Destinations []string `json:"destinations"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(st.Destinations) > 0 && st.Edits == nil {
-		return nil, fmt.Errorf("%s was written without -config (it lists destinations, not cluster changes): use another file, or delete it", path)
-	}
-	for i, e := range st.Edits {
-		if e.Op != route.EditPut && e.Op != route.EditDel || e.Cluster == "" || e.Member == "" {
-			return nil, fmt.Errorf("%s: change %d is not valid: %+v", path, i+1, e)
-		}
-	}
-	return st.Edits, nil
 }
