@@ -21,7 +21,7 @@ FUZZTIME ?= 30s
 # staticcheck, pinned, run from the module proxy by `make check`.
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay graphite-carbon release package FORCE
+.PHONY: all demo test faults check bench fuzz fuzz-smoke clean consul chromium statsd carbon-c-relay graphite-carbon package-tools release package FORCE
 
 # The version the binaries report (-version, polymur_build_info): git
 # describe, or the Go module's build info where there is no git.
@@ -90,9 +90,16 @@ graphite-carbon:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq graphite-carbon python3-whisper >/dev/null; }
 
+# The package test checks the .deb with lintian and lists the .rpm with rpm.
+package-tools:
+	@{ command -v lintian && command -v rpm; } >/dev/null 2>&1 || { \
+		echo "installing Debian's lintian and rpm for the package test"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq lintian rpm >/dev/null; }
+
 # The fault suite (./faults) runs with the rest; its parallel cases mostly
 # wait on outages, hence -parallel 4 on two cores.
-test: consul chromium statsd carbon-c-relay graphite-carbon
+test: consul chromium statsd carbon-c-relay graphite-carbon package-tools
 	POLYMUR_CONSUL_BIN=$(CONSUL) POLYMUR_STATSD_DIR=$(STATSD_DIR) $(GO) test -race -count=1 -parallel 4 ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=10000x
 
@@ -128,15 +135,22 @@ bench: all
 	$(GO) test -run '^$$' -bench . -benchmem ./batch ./dest ./route ./decode ./aggregate
 	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
 
-# A .deb of the linux/amd64 release (binaries, systemd units, /etc/default
-# files, a sample configuration), built by nfpm run as a Go tool.
-NFPM_VERSION := v2.45.2
-PKG_VERSION  ?= $(shell echo "$(VERSION)" | sed -e 's/^v//' -e 's/^\([0-9a-f]\{7,\}\)/0.0.0+\1/' -e 's/-dirty$$/+dirty/')
+# A .deb and an .rpm of the linux/amd64 release (binaries, systemd units,
+# /etc/default files, man pages made from -h, a sample configuration),
+# built by nfpm run as a Go tool.
+NFPM_VERSION   := v2.45.2
+PKG_VERSION    ?= $(shell echo "$(VERSION)" | sed -e 's/^v//' -e 's/^\([0-9a-f]\{7,\}\)/0.0.0+\1/' -e 's/-dirty$$/+dirty/')
+PKG_MAINTAINER ?= polymur developers <polymur@users.noreply.github.com>
+PKG_DATE       := $(shell date -u -R -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)})
 package:
 	rm -rf dist/stage dist/pkg && mkdir -p dist/stage dist/pkg
 	for c in $(CMDS); do CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o dist/stage/$$c ./cmd/$$c; done
-	GOARCH=amd64 PKG_VERSION=$(PKG_VERSION) \
-		$(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) package -f contrib/nfpm.yaml -p deb -t dist/pkg/
+	for c in $(CMDS); do $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/stage/host/$$c ./cmd/$$c; done
+	$(GO) run ./contrib/genman -bin dist/stage/host -out dist/stage/man -version $(PKG_VERSION)
+	printf 'polymur (%s) unstable; urgency=medium\n\n  * Release %s; see README.md.\n\n -- %s  %s\n' \
+		'$(PKG_VERSION)' '$(VERSION)' '$(PKG_MAINTAINER)' '$(PKG_DATE)' | gzip -9n > dist/stage/changelog.gz
+	for p in deb rpm; do GOARCH=amd64 PKG_VERSION=$(PKG_VERSION) PKG_MAINTAINER='$(PKG_MAINTAINER)' \
+		$(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) package -f contrib/nfpm.yaml -p $$p -t dist/pkg/; done
 
 clean:
 	rm -rf $(BIN) dist

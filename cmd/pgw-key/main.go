@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/daemon"
@@ -24,6 +25,17 @@ var commands = []struct{ name, arg, help string }{
 	{"delete", "NAME", "remove NAME's key"},
 	{"version", "", "print the version, commit and Go version"},
 }
+
+// helpHeader opens pgw-key help (and its man page).
+const helpHeader = `pgw-key: manage polymur-gateway API keys in Consul KV.
+
+Keys live under polymur/gateway/keys/<name> (POLYMUR_GW_KEYS_PATH overrides
+the folder, like the gateway's -keys-path); the gateway picks changes up
+without a restart. Consul is reached through the client's environment
+(CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...). Exit status: 0 on success, 1 on a
+failure (also a key that does not exist), 2 on a usage error.
+
+`
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Commands ('pgw-key <command>' for help):")
@@ -42,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	switch cmd {
 	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, helpHeader)
 		usage(stdout)
 		return 0
 	case "version", "-version", "--version":
@@ -53,11 +66,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-	if len(args) != 2 {
+	if len(args) != 2 || strings.HasPrefix(args[1], "-") {
+		if len(args) == 2 && !isHelp(args[1]) {
+			fmt.Fprintf(stderr, "pgw-key %s %s: a key name may not start with '-'\n", cmd, args[1])
+			return 2
+		}
 		for _, c := range commands {
 			if c.name == cmd {
 				fmt.Fprintf(stderr, "usage: pgw-key %s %s\n\t%s\n", c.name, c.arg, c.help)
 			}
+		}
+		if len(args) == 2 { // asked for help
+			return 0
 		}
 		return 2
 	}
@@ -119,3 +139,5 @@ func do(s *consul.Store, cmd, arg string, out io.Writer) error {
 	}
 	return nil
 }
+
+func isHelp(a string) bool { return a == "-h" || a == "-help" || a == "--help" }

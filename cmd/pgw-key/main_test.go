@@ -22,7 +22,9 @@ func TestUsage(t *testing.T) {
 		out  string
 	}{
 		{nil, 2, wantHelp},
-		{[]string{"help"}, 0, wantHelp},
+		{[]string{"help"}, 0, "pgw-key: manage polymur-gateway API keys"},
+		{[]string{"create", "-h"}, 0, "usage: pgw-key create NAME"},
+		{[]string{"delete", "-x"}, 2, "pgw-key delete -x: a key name may not start with '-'"},
 		{[]string{"foo"}, 2, "Not a valid command: foo\n\n" + wantHelp},
 		{[]string{"create"}, 2, "usage: pgw-key create NAME"},
 		{[]string{"list"}, 2, "usage: pgw-key list names|all"},
