@@ -186,6 +186,7 @@ func (w *writer) replay(rec *spool.Record) {
 			w.tokens -= float64(b.Len())
 			w.d.replayed.Add(uint64(b.Len()))
 		}
+		w.rlog.took(w.log, time.Now(), int64(b.Len()), w.d.sp.Lines(), w.d.sp.Bytes(), always)
 		w.pending = append(w.pending, b)
 	}
 	if rec != nil {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,9 @@ func TestSpoolKeepsAnOutageAndReplaysIt(t *testing.T) {
 			up, down := testutil.NewSink(t), testutil.NewSink(t)
 			ds := dests(t, up, down)
 			down.Stop()
+			var logs testutil.SyncBuffer
 			h := startSet(t, Config{Mode: mode, Destinations: ds, QueueCap: 100, DeadAfter: 1,
-				SpoolDir: t.TempDir(), SpoolReplayRate: 20000})
+				SpoolDir: t.TempDir(), SpoolReplayRate: 20000, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			ls := lines("spool", 5000)
 			send(t, h.p, ls)
 			settle(t, h.p)
@@ -43,6 +45,12 @@ func TestSpoolKeepsAnOutageAndReplaysIt(t *testing.T) {
 			down.Start()
 			if !down.WaitCount(wantDown, wait) {
 				t.Fatalf("recovered node got %d of %d", down.Count(), wantDown)
+			}
+			// The replay's start and end are logged, with numbers as attributes.
+			testutil.WaitFor(t, "replay finished log", wait, func() bool { return strings.Contains(logs.String(), "spool replay finished") })
+			if !regexp.MustCompile(`msg="spool replay started" dest=\S+ lines=\d+ bytes=\d+`).MatchString(logs.String()) ||
+				!regexp.MustCompile(`msg="spool replay finished" dest=\S+ replayed=\d+ took=\d`).MatchString(logs.String()) {
+				t.Errorf("replay logs:\n%s", logs.String())
 			}
 			h.shutdown()
 			if down.Count() != wantDown || down.Sum() != sumOf(ls, func(l string) bool {

@@ -113,6 +113,9 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 						tailCheck = time.After(20 * time.Millisecond) // until the peer has acknowledged them
 					}
 				}
+				if w.d.sp != nil {
+					w.rlog.idle(w.log, time.Now(), w.d.sp.Lines())
+				}
 				select {
 				case <-tailCheck:
 					continue

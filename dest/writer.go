@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -109,6 +110,8 @@ type writer struct {
 
 	tokens     float64 // spool replay budget in lines (token bucket)
 	lastRefill time.Time
+	rlog       replayLog
+	log        *slog.Logger // the set's, with the destination's name
 
 	// What the current connection took: lines written in the last second
 	// (recent) and when the last write was; mismatch counts connections in
@@ -119,10 +122,10 @@ type writer struct {
 }
 
 func (p *Set) runDest(ctx context.Context, d *target) {
-	w := &writer{p: p, d: d}
+	log := p.log.With("dest", d.Name)
+	w := &writer{p: p, d: d, log: log}
 	defer w.exit()
 	failures, quick := 0, 0
-	log := p.log.With("dest", d.Name)
 	for {
 		if w.finished(ctx) {
 			return

@@ -2,8 +2,8 @@ package runstats
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -42,30 +42,47 @@ func (r *Rate) Tick(now time.Time) (uint64, float64, time.Duration) {
 // Last returns the rate computed at the last tick.
 func (r *Rate) Last() float64 { return r.rate }
 
-// LogRates logs the original's status line every interval while points
-// arrive ("Last 5.00s: Received N data points | Avg: X/sec."), followed by
-// whatever extra attributes extra returns.
+// LogRates logs a status line every interval while points arrive
+// (msg=throughput interval=5s received=N rate=X), and one every
+// IdleLogEvery while none do (msg=idle idle_for=…), so that a quiet daemon
+// and a stuck one look different; both carry whatever extra attributes
+// extra returns (queued, sent, dropped…).
 func LogRates(ctx context.Context, log *slog.Logger, r *Rate, every time.Duration, extra func() []any) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	r.Tick(time.Now())
+	lastPoint, lastIdle := time.Now(), time.Now()
 	for {
 		select {
 		case now := <-t.C:
 			n, avg, el := r.Tick(now)
-			if n == 0 {
-				continue
-			}
 			var args []any
-			if extra != nil {
-				args = extra()
+			if n == 0 {
+				if now.Sub(lastIdle) < IdleLogEvery {
+					continue
+				}
+				lastIdle = now
+				args = []any{"idle_for", now.Sub(lastPoint).Round(time.Second)}
+			} else {
+				lastPoint, lastIdle = now, now
+				args = []any{"interval", el.Round(time.Millisecond), "received", n, "rate", math.Round(avg*100) / 100}
 			}
-			log.Info(fmt.Sprintf("Last %.2fs: Received %d data points | Avg: %.2f/sec.", el.Seconds(), n, avg), args...)
+			if extra != nil {
+				args = append(args, extra()...)
+			}
+			msg := "throughput"
+			if n == 0 {
+				msg = "idle: nothing received"
+			}
+			log.Info(msg, args...)
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// IdleLogEvery is how often LogRates says a daemon receives nothing.
+const IdleLogEvery = time.Minute
 
 // Metric is one self-metric: a name below the daemon's prefix and a value
 // already formatted.

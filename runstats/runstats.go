@@ -1,6 +1,6 @@
 // Package runstats is polymur's self-observation: runtime snapshots for the
-// runstats port, tachymeter latency summaries, the periodic "Last 5.00s:
-// Received …" log line, and Graphite self-metrics sent through the daemon's
+// runstats port, tachymeter latency summaries, the periodic throughput and
+// idle log lines, and Graphite self-metrics sent through the daemon's
 // own pipeline (-metrics-flush).
 package runstats
 

@@ -85,7 +85,7 @@ func (p *pipeline) stats() output.Stats {
 	return p.out.Stats()
 }
 
-// statusAttrs extends the periodic "Last 5.00s: Received …" line.
+// statusAttrs extends the periodic throughput and idle lines.
 func (p *pipeline) statusAttrs() []any {
 	s, l := p.stats(), p.lat.Summary()
 	return []any{"sent", s.Sent, "retries", s.Retries, daemon.CountsAttr("dropped", s.Dropped), "queued", s.QueueDepth,

@@ -295,7 +295,7 @@ func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	}
 	beside := []compose.Task{
 		func(ctx context.Context) error { return RunAdmin(ctx, r.admin, r.Log) },
-		func(ctx context.Context) error { runstats.LogRates(ctx, r.Log, rate, 5*time.Second, nil); return nil },
+		func(ctx context.Context) error { runstats.LogRates(ctx, r.Log, rate, 5*time.Second, r.statusAttrs); return nil },
 	}
 	for _, srv := range r.servers {
 		beside = append(beside, srv.Run)
@@ -386,4 +386,20 @@ func (r *Relay) selfMetrics(rate *runstats.Rate) func() []runstats.Metric {
 		}
 		return ms
 	}
+}
+
+// statusAttrs are the counters on the periodic throughput and idle lines:
+// with them a quiet relay (nothing queued) and a stuck one (queued, not
+// sent) look different.
+func (r *Relay) statusAttrs() []any {
+	s := r.Dests.Stats()
+	queued, spooled, down := s.IncomingDepth+s.RetryDepth, int64(0), 0
+	for _, d := range s.Destinations {
+		queued += d.QueueDepth + int(d.InFlight)
+		spooled += d.SpoolLines
+		if d.State != "up" {
+			down++
+		}
+	}
+	return []any{"sent", s.Sent, "queued", queued, "spooled", spooled, "destinations", len(s.Destinations), "down", down, CountsAttr("dropped", s.Dropped)}
 }
