@@ -33,6 +33,9 @@ type IngestConfig struct {
 	KeyPrefix bool // prepend "<keyname>." to every metric name
 	// TagNormalize sends tagged names normalised, as TCPConfig's.
 	TagNormalize bool
+	// Rejects, when set, keeps the last rejected lines by reason, with the
+	// key name and client address (TCPConfig's Rejects).
+	Rejects *batch.RejectLog
 	// MaxBody caps the compressed request body; default 16 MiB.
 	MaxBody int64
 	// MaxDecoded caps the decompressed body (gzip bombs); default 64 MiB.
@@ -379,6 +382,7 @@ func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	sp := batch.NewSplitter(h.cfg.Level, h.cfg.MaxLine)
 	sp.SetNormalizeTags(h.cfg.TagNormalize)
 	defer sp.Release()
+	sp.OnReject = onReject(h.cfg.Rejects, h.log, "key "+name+" from "+ClientLabel(r))
 	if h.cfg.KeyPrefix {
 		sp.SetPrefix(name + ".")
 	}

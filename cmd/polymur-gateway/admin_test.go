@@ -19,13 +19,19 @@ func TestAdminHTTP(t *testing.T) {
 		}
 	}
 	post(t, url, "wrong", "gw.admin 1 1700000000\n")
+	if code := post(t, url, "123", "gw.bad x 1700000000\n"); code != 200 {
+		t.Fatalf("post with a bad line: %d", code)
+	}
 	if !s.WaitCount(3, limit) {
 		t.Fatal("not delivered")
 	}
+	// The bad line is kept with its reason, the key and the client.
+	_, rejected := testutil.Get(t, base+"/api/v1/rejected")
+	testutil.HasAll(t, "/api/v1/rejected", rejected, `"line": "gw.bad x 1700000000"`, `"client": "key dev from 127.0.0.1`)
 	testutil.WaitFor(t, "ready", limit, func() bool { c, _ := testutil.Get(t, base+"/readyz"); return c == 200 })
 	metrics := testutil.Scrape(t, base+"/metrics")
 	testutil.HasAll(t, "/metrics", metrics,
-		`polymur_gateway_requests_total{code="200",key="dev"} 3`,
+		`polymur_gateway_requests_total{code="200",key="dev"} 4`,
 		`polymur_gateway_requests_total{code="401",key="(none)"} 1`,
 		"polymur_gateway_keys 1", "polymur_gateway_keys_loaded 1", "polymur_gateway_key_sync_age_seconds",
 		"polymur_points_received_total 3", "polymur_lines_accepted_total 3")

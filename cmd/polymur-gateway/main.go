@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		return err
 	}
 	ingest, err := listener.NewIngest(listener.IngestConfig{Lookup: keys.Lookup, Send: relay.Dests.Send,
-		Level: c.Level, MaxLine: c.MaxLine, KeyPrefix: c.keyPrefix, TagNormalize: c.TagNormalize, MaxBody: c.maxBody, MaxDecoded: c.maxDecoded,
+		Level: c.Level, MaxLine: c.MaxLine, KeyPrefix: c.keyPrefix, TagNormalize: c.TagNormalize, Rejects: relay.Rejects, MaxBody: c.maxBody, MaxDecoded: c.maxDecoded,
 		QueueWait: c.queueWait, MaxBuffered: c.maxBuffer, Logger: log})
 	if err != nil {
 		relay.Close()
