@@ -62,7 +62,13 @@ type Config struct {
 	// Rejected, when set, is GET /api/v1/rejected: the last rejected
 	// lines by reason.
 	Rejected func() any
-	Dests    *Destinations // nil: no destination API
+	// Sample, when set, is read every HistoryEvery for the status page's
+	// charts (GET /api/v1/history: the last HistoryLen points).
+	Sample func() Sample
+	// Running, when set, is GET /api/v1/config: the running configuration
+	// (listeners, clusters, rules, ring members) for the status page.
+	Running func() any
+	Dests   *Destinations // nil: no destination API
 	// Reload, when set, is POST /api/v1/reload (re-read -config), a write
 	// endpoint like the destination changes.
 	Reload func() error
@@ -83,10 +89,11 @@ type Config struct {
 
 // Server is the admin HTTP server.
 type Server struct {
-	cfg Config
-	ln  net.Listener
-	srv *http.Server
-	log *slog.Logger
+	cfg  Config
+	ln   net.Listener
+	srv  *http.Server
+	log  *slog.Logger
+	hist history
 }
 
 //go:embed status.html
@@ -130,6 +137,11 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("admin HTTP started", "addr", "http://"+s.ln.Addr().String()+"/")
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
+	if s.cfg.Sample != nil {
+		sctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go s.sample(sctx)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -159,6 +171,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	if f := s.cfg.Rejected; f != nil {
 		mux.HandleFunc("GET /api/v1/rejected", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, f()) })
+	}
+	if s.cfg.Sample != nil {
+		mux.HandleFunc("GET /api/v1/history", s.historyJSON)
+	}
+	if f := s.cfg.Running; f != nil {
+		mux.HandleFunc("GET /api/v1/config", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, f()) })
 	}
 	if s.cfg.Reload != nil {
 		mux.Handle("POST /api/v1/reload", s.guard(s.cfg.Write, "-admin-write", func(w http.ResponseWriter, _ *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -208,5 +209,34 @@ func TestHeaderLimit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("200 KB header → %d, want 431", resp.StatusCode)
+	}
+}
+
+// The charts' history: rates per interval from counter samples, the queues
+// as sampled, at most HistoryLen points, and a live point since the last
+// sample.
+func TestHistory(t *testing.T) {
+	var h history
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	h.add(t0, Sample{Received: 100, Sent: 50})
+	if got := h.snapshot(t0.Add(100*time.Millisecond), Sample{}); len(got) != 0 {
+		t.Fatalf("a point right after the baseline: %+v", got)
+	}
+	h.add(t0.Add(5*time.Second), Sample{Received: 600, Sent: 550, Dropped: 10, Queued: map[string]int64{"a": 7}})
+	got := h.snapshot(t0.Add(7*time.Second), Sample{Received: 800, Sent: 550, Dropped: 10})
+	if len(got) != 2 || got[0].Received != 100 || got[0].Sent != 100 || got[0].Dropped != 2 || got[0].Queued["a"] != 7 ||
+		got[1].Received != 100 || got[1].Sent != 0 || got[1].T != t0.Add(7*time.Second).UnixMilli() {
+		t.Fatalf("points: %+v", got)
+	}
+	for i := range 2 * HistoryLen {
+		h.add(t0.Add(time.Duration(10+5*i)*time.Second), Sample{Received: uint64(1000 + i)})
+	}
+	if n := len(h.snapshot(t0, Sample{})); n != HistoryLen {
+		t.Fatalf("kept %d points", n)
+	}
+	// A counter that went backwards is a zero rate, not a huge one.
+	h.add(t0.Add(time.Hour), Sample{})
+	if p := h.points[len(h.points)-1]; p.Received != 0 {
+		t.Fatalf("rate after a reset: %+v", p)
 	}
 }

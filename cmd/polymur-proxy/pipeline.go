@@ -152,7 +152,15 @@ func (p *pipeline) adminServer(af *daemon.AdminFlags, lis *listener.TCP, start t
 	intake := daemon.Intake{Accepted: lis.Accepted.Load, Rejected: lis.Rejections}
 	cfg := admin.Config{Name: "polymur-proxy", Logger: log,
 		Gatherer: daemon.NewRegistry(p.posts, daemon.IntakeMetrics(intake), p.metrics()),
-		Stats:    func() any { return p.statsJSON(lis, start) }, NotReady: p.notReady}
+		Stats:    func() any { return p.statsJSON(lis, start) }, NotReady: p.notReady,
+		Sample: func() admin.Sample {
+			s := p.stats()
+			out := admin.Sample{Received: lis.Accepted.Load(), Sent: s.Sent, Queued: map[string]int64{"gateway": int64(s.QueueDepth)}}
+			for _, n := range s.Dropped {
+				out.Dropped += n
+			}
+			return out
+		}}
 	af.Apply(&cfg)
 	return daemon.AdminServer(cfg)
 }

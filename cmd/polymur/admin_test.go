@@ -122,6 +122,12 @@ func TestStatusPageInChromium(t *testing.T) {
 		`class="state connected"`, `class="state removed"`,
 		"points sent", "5000", "destination write",
 		"Rejected lines", "bad.value x 1700000000",
+		// The charts of the last minutes, drawn inline; the running
+		// configuration; why /readyz says what it says.
+		`data-chart="throughput"`, `data-series="in"`, `data-series="out"`, `data-chart="dropped"`,
+		`data-chart="queued"`, `data-series="` + down.Addr() + `:down"`, "<polyline",
+		"Running configuration", `data-listener="listen"`, `data-listener="admin"`, "distribution broadcast",
+		`id="ready" class="ok"`, "ready: /readyz answers 200",
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("rendered page lacks %q", want)

@@ -190,7 +190,9 @@ func TestAggregatesAcrossReloadAndExit(t *testing.T) {
 	_, stats := testutil.Get(t, "http://"+d.Addrs["admin"]+"/api/v1/stats")
 	testutil.HasAll(t, "stats", stats, `"aggregates": {`, `"aggregate": "`+conf+`:7:1"`, `"buckets": 1`, `"emitted":`)
 	dom := testutil.RenderPage(t, "http://"+d.Addrs["admin"]+"/", 5*time.Second, "")
-	testutil.HasAll(t, "the status page", dom, `data-loaded="yes"`, "<h2>Aggregates</h2>", "<td>"+conf+":7:1</td>")
+	testutil.HasAll(t, "the status page", dom, `data-loaded="yes"`, "<h2>Aggregates</h2>", "<td>"+conf+":7:1</td>",
+		// The running configuration after the reload: its file, rules and clusters.
+		"config "+conf, "4 rules", "2 aggregates", `data-cluster="out"`, "<td>forward</td>", "<td class=\"members\">"+sink.Addr()+"</td>")
 	if err := d.Stop(); err != nil {
 		t.Fatal(err)
 	}

@@ -218,7 +218,8 @@ func TestConsulMembership(t *testing.T) {
 	}
 	t.Logf("background stream: %d lines through every change and the outage, each once", sentBG)
 	dom := testutil.RenderPage(t, "http://"+relays[0].Addrs["admin"]+"/", 5*time.Second, "")
-	testutil.HasAll(t, "the status page", dom, `data-loaded="yes"`, "Members from Consul", `data-service="carbon"`, "reachable", " s ago")
+	testutil.HasAll(t, "the status page", dom, `data-loaded="yes"`, "Members from Consul", `data-service="carbon"`, "reachable", " s ago",
+		`data-cluster="carbon"`, "carbon_ch dynamic · consul carbon")
 }
 
 // TestDestinationsFromConsul: -destinations consul:SERVICE?tag=TAG in the

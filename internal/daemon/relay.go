@@ -221,6 +221,7 @@ func (r *Relay) Serve(in Intake, extra func() map[string]any) error {
 	}
 	r.AddNotReady(func() []string { return NotReadyDests(p, f.ConsoleOut) })
 	acfg := admin.Config{Name: name, Gatherer: r.reg, Stats: stats, Logger: log, Rejected: func() any { return r.Rejects.Recent() },
+		Sample: r.sample, Running: func() any { return r.running() },
 		NotReady: func() []string {
 			var why []string
 			for _, f := range r.notReady {
