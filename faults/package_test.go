@@ -52,6 +52,7 @@ func TestDebPackage(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "polymur ") {
 		t.Fatalf("packaged polymur -version: %v %q", err, out)
 	}
+	t.Run("units start", func(t *testing.T) { testUnitsStart(t, root) })
 	checkManPages(t, root)
 	checkRPM(t)
 	if have(t, "lintian") {

@@ -58,7 +58,7 @@ func LogRates(ctx context.Context, log *slog.Logger, r *Rate, every time.Duratio
 			n, avg, el := r.Tick(now)
 			var args []any
 			if n == 0 {
-				if now.Sub(lastIdle) < IdleLogEvery {
+				if now.Sub(lastIdle) < IdleLogEvery-every/2 { // ticks jitter
 					continue
 				}
 				lastIdle = now

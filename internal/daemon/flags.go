@@ -47,7 +47,17 @@ func ParseFlags(fs *flag.FlagSet, prefix string, args []string) error {
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
 		name := EnvName(prefix, f.Name)
-		if v := os.Getenv(name); v != "" {
+		v, set := os.LookupEnv(name)
+		// An empty variable sets a string flag to "" (how an environment
+		// file says "-stat-addr ''": off); for other kinds it is unset.
+		if set && v == "" {
+			g, ok := f.Value.(flag.Getter)
+			if ok {
+				_, ok = g.Get().(string)
+			}
+			set = ok
+		}
+		if set {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("invalid value %q for %s (flag -%s): %v", v, name, f.Name, err))
 			}
