@@ -296,7 +296,10 @@ func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 	}
 	beside := []compose.Task{
 		func(ctx context.Context) error { return RunAdmin(ctx, r.admin, r.Log) },
-		func(ctx context.Context) error { runstats.LogRates(ctx, r.Log, rate, 5*time.Second, r.statusAttrs); return nil },
+		func(ctx context.Context) error {
+			runstats.LogRates(ctx, r.Log, rate, 5*time.Second, r.statusAttrs)
+			return nil
+		},
 	}
 	for _, srv := range r.servers {
 		beside = append(beside, srv.Run)
