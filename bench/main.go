@@ -34,6 +34,8 @@ type options struct {
 	rates     []int
 	only      string
 	skipSpool bool
+	paced     []int
+	pacedFor  time.Duration
 }
 
 func main() {
@@ -53,8 +55,18 @@ func main() {
 	flag.IntVar(&o.statsdN, "statsd-lines", 1_000_000, "statsd lines per statsd scenario")
 	var rates string
 	flag.StringVar(&rates, "statsd-rates", "25000,50000,75000", "offered statsd lines/s for the paced comparisons")
-	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, extra or statsd")
+	var paced string
+	flag.StringVar(&paced, "paced-rates", "20000,50000,200000", "lines/s of the paced scenario (10 connections, latency measured)")
+	flag.DurationVar(&o.pacedFor, "paced-for", 10*time.Second, "how long each paced run sends")
+	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, paced, extra or statsd")
 	flag.Parse()
+	for _, r := range strings.Split(paced, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil || n < 1 {
+			fatal("-paced-rates: %q is not a rate", r)
+		}
+		o.paced = append(o.paced, n)
+	}
 	for _, c := range strings.Split(conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || n < 1 {
@@ -148,6 +160,16 @@ func bench(o options) error {
 		}
 		extras = append(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the markers sent after every 10,000 points of a connection, each arriving once every point before it was aggregated; a relay that does not finish in the time allowed is rated on the points its markers show it took):", "",
 			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
+		extras = append(extras, rows...)
+		extras = append(extras, "")
+	}
+	if o.only == "" || o.only == "paced" {
+		rows, err := pacedRun(o.bin, peer, o.paced, 10, o.pacedFor, o.timeout)
+		if err != nil {
+			return err
+		}
+		extras = append(extras, "Paced (10 connections each writing a few lines every millisecond, the rate held for the time shown; one carbon_ch configuration over three sinks for both relays, three rounds interleaved; each line carries its send time, so the sinks measure its latency through the relay; CPU from /proc/PID/task/*/schedstat; % core = the rate ÷ the median lines per CPU-second):", "",
+			"| relay | offered | conns | delivered | lines/CPU-s min / **median** / max | % of a core | p50 | p99 min / **median** / max | max | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|")
 		extras = append(extras, rows...)
 		extras = append(extras, "")
 	}
