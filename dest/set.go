@@ -115,6 +115,11 @@ type Config struct {
 
 	DialTimeout  time.Duration // default 3s
 	WriteTimeout time.Duration // no progress for this long drops the connection; default 30s
+	// Window coalesces writes: a writer woken after a quiet spell waits
+	// for the window's next tick before it writes, taking every line that
+	// arrived meanwhile in one write. A writer with more queued (saturated)
+	// never waits. Nil: write at once.
+	Window *batch.Window
 	ReconnectMin time.Duration // first reconnect delay; default 250ms
 	ReconnectMax time.Duration // backoff cap; default 10s
 	DeadAfter    int           // failed reconnects before hash-route re-routes; default 3

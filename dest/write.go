@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -147,6 +148,14 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 					return ctx.Err()
 				}
 			}
+		}
+		if idle && w.p.cfg.Window != nil {
+			// The first lines after a quiet spell, most likely from the
+			// first of the readers one window tick woke: let the others
+			// run and place theirs first, then write them all at once.
+			runtime.Gosched()
+			w.pending = w.d.q.popAll(w.pending)
+			w.d.pending.Store(int64(w.pendingPoints()))
 		}
 		select {
 		case <-peerGone:

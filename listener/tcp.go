@@ -69,8 +69,19 @@ type TCPConfig struct {
 	// TLS, when set, makes connections TLS (certificates, client
 	// verification for mTLS): a handshake that fails or takes over 10 s
 	// closes the connection and is counted (tls_handshake_failed).
-	TLS    *tls.Config
-	Send   SendFunc
+	TLS  *tls.Config
+	Send SendFunc
+	// NewSend, when set, gives a connection that is not the only one its
+	// own send (and a stop for when it ends) instead of Send: a sender
+	// that places lines itself, with no hand-over to another goroutine.
+	// (A lone connection keeps Send: handing over lets reading and placing
+	// run side by side.)
+	NewSend func() (SendFunc, func())
+	// Window coalesces trickling connections: after a read of fewer than
+	// batch.Trickle bytes the connection waits for the window's next tick
+	// before reading again, so one wake-up takes what arrived meanwhile.
+	// A full read never waits. Nil: read at once.
+	Window *batch.Window
 	Logger *slog.Logger
 }
 
@@ -323,6 +334,12 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 
 	src, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
 	sp.OnReject = onReject(t.cfg.Rejects, t.log, src)
+	sendTo := t.cfg.Send
+	if t.cfg.NewSend != nil && t.open.Load() > 1 {
+		var stopSend func()
+		sendTo, stopSend = t.cfg.NewSend()
+		defer stopSend()
+	}
 	b := batch.Get()
 	b.Src = src
 	send := func() bool {
@@ -336,7 +353,7 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 			sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), t.cfg.DrainTimeout)
 			defer cancel()
 		}
-		if err := t.cfg.Send(sctx, b); err != nil {
+		if err := sendTo(sctx, b); err != nil {
 			t.Lost.Add(uint64(b.Len()))
 			t.log.Error("lines read but not handed on before shutdown", "n", b.Len(), "err", err)
 			b.Release()
@@ -358,11 +375,26 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 		in = pr
 	}
 	lastChance := false
+	var armed time.Time // when the idle deadline was last pushed out
+	var tr *trickler    // plain connections: read on the window's ticks while trickling
+	if t.cfg.Window != nil && in == io.Reader(conn) && t.cfg.TLS == nil {
+		tr = newTrickler(conn)
+	}
 	for {
 		if t.cfg.IdleTimeout > 0 && !closing.Load() {
-			conn.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+			// Pushed out once a second at most, not per read: a timer
+			// change per small read is a measurable part of its cost. The
+			// deadline is thus between IdleTimeout and a second more.
+			if now := time.Now(); now.Sub(armed) >= time.Second {
+				armed = now
+				conn.SetReadDeadline(now.Add(t.cfg.IdleTimeout + time.Second))
+			}
 		}
-		n, err := sp.Fill(in)
+		from := in
+		if tr != nil && tr.on {
+			from = tr
+		}
+		n, err := sp.Fill(from)
 		if n > 0 {
 			for sp.Next(b, t.cfg.BatchSize) {
 				send()
@@ -370,7 +402,22 @@ func (t *TCP) serve(ctx context.Context, conn net.Conn) {
 			send()
 			t.fold(&sp.Counts)
 		}
+		if tr != nil && tr.on && (err != nil || n >= batch.Trickle || closing.Load()) {
+			tr.set(false) // busy, idle or closing: ordinary reads
+			if err == errWouldBlock {
+				continue // nothing this tick: wait in a read for the next line
+			}
+		}
 		if err == nil {
+			if n < batch.Trickle && t.cfg.Window != nil && !closing.Load() {
+				if tr != nil {
+					tr.set(true)
+				}
+				select { // trickling: let more gather in the socket
+				case <-t.cfg.Window.Wait():
+				case <-ctx.Done():
+				}
+			}
 			continue
 		}
 		if de := (*decode.Error)(nil); errors.As(err, &de) {

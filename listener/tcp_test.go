@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -229,5 +230,58 @@ func TestIdleTimeoutAndMaxConnections(t *testing.T) {
 	st := l.Stats()
 	if st.IdleClosed < 1 || st.Refused != 1 {
 		t.Fatalf("stats %+v: want ≥1 idle close and 1 refusal", st)
+	}
+}
+
+// With a coalescing window, trickling connections read on its ticks (and,
+// on unix, with the receive low-water mark raised): a paced stream arrives
+// whole and in order, lone lines a while apart each arrive (the tick that
+// finds nothing goes back to an ordinary read), a burst after trickling
+// and a close right after a write lose nothing, and an idle trickler is
+// still closed after IdleTimeout.
+func TestTrickleWindow(t *testing.T) {
+	col := newCollector()
+	l, stop := startTCPWith(t, TCPConfig{Send: col.send, Window: batch.NewWindow(2 * time.Millisecond), IdleTimeout: 300 * time.Millisecond})
+	defer stop()
+	lone := dial(t, l)
+	for i := range 5 {
+		fmt.Fprintf(lone, "lone.m%d 1 2\n", i)
+		col.waitFor(t, i+1)
+		time.Sleep(30 * time.Millisecond) // several empty ticks
+	}
+	paced := dial(t, l)
+	var want []string
+	for i := range 1000 {
+		l := fmt.Sprintf("paced.m%d %d 2", i, i)
+		want = append(want, l)
+		fmt.Fprintln(paced, l)
+		if i%2 == 1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var burst strings.Builder
+	for i := range 5000 { // far more than a trickle
+		l := fmt.Sprintf("paced.b%d %d 2", i, i)
+		want = append(want, l)
+		burst.WriteString(l + "\n")
+	}
+	paced.Write([]byte(burst.String()))
+	paced.Close()
+	got := col.waitFor(t, 5+len(want))
+	var mine []string
+	for _, g := range got {
+		if strings.HasPrefix(g, "paced.") {
+			mine = append(mine, g)
+		}
+	}
+	if !slices.Equal(mine, want) {
+		t.Fatalf("paced stream: %d lines, in order: %v", len(mine), len(mine) == len(want))
+	}
+	lone.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := lone.Read(make([]byte, 1)); err == nil {
+		t.Fatal("idle trickling connection not closed")
+	}
+	if st := l.Stats(); st.IdleClosed != 1 {
+		t.Fatalf("stats %+v: want 1 idle close", st)
 	}
 }

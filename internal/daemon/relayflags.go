@@ -43,6 +43,8 @@ type RelayFlags struct {
 	Validation               string
 	ReconnectMax             time.Duration
 	WriteTimeout             time.Duration
+	FlushInterval            time.Duration
+	window                   *batch.Window
 	DeadAfter                int
 	LogLevel, LogFormat      string
 	SpoolDir                 string
@@ -132,6 +134,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.DurationVar(&f.ReconnectMax, "reconnect-max", 10*time.Second, "Longest wait between reconnect attempts (backoff starts at 250ms)")
 	fs.IntVar(&f.DeadAfter, "dead-after", 3, "Failed reconnects before a hash-route destination's share is re-routed to the others")
 	fs.DurationVar(&f.WriteTimeout, "write-timeout", 30*time.Second, "A destination that accepts no data for this long is reconnected")
+	fs.DurationVar(&f.FlushInterval, "flush-interval", 2*time.Millisecond, "Coalescing window at ordinary rates: a connection that read only a few lines waits this long before reading again, and a destination's first lines after a quiet spell wait this long for more before they are written, so one wake-up and one write carry many lines (a line waits at most about twice this); a saturated connection or destination never waits; 0 hands on and writes at once (most CPU per line)")
 	fs.StringVar(&f.SpoolDir, "spool-dir", "", "Directory for per-destination disk spools (empty: no spool). Points that do not fit a destination's queue are kept there and replayed")
 	fs.Int64Var(&f.SpoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool per destination in bytes; beyond it points for a down destination are dropped and counted")
 	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")
@@ -249,6 +252,7 @@ func (f *RelayFlags) ranges() error {
 		Rule{"-reconnect-max must be at least 250ms", f.ReconnectMax >= 250*time.Millisecond},
 		Rule{"-dead-after must be at least 1", f.DeadAfter >= 1},
 		Rule{"-write-timeout must be positive", f.WriteTimeout > 0},
+		Rule{"-flush-interval must be between 0 and 1s", f.FlushInterval >= 0 && f.FlushInterval <= time.Second},
 		Rule{"-spool-max-bytes must be positive", f.SpoolMaxBytes > 0},
 		Rule{"-spool-replay-rate must be positive", f.SpoolReplayRate > 0},
 	)
@@ -299,6 +303,15 @@ func (f *RelayFlags) DestConfig() dest.Config {
 		SpoolDir: f.SpoolDir, SpoolMaxBytes: f.SpoolMaxBytes, SpoolReplayRate: f.SpoolReplayRate, SpoolFsync: f.SpoolFsync,
 		SpoolAlways: f.SpoolMode == "always", Pickle: f.DestProtocol == "pickle", TLS: f.destTLS,
 		Transport: f.DestTransport,
-		Dial:      f.Dial, RingByAddr: f.RingByAddr,
+		Dial:      f.Dial, RingByAddr: f.RingByAddr, Window: f.Window(),
 	}
+}
+
+// Window is the -flush-interval coalescing window shared by the listeners
+// and the destination writers (nil for 0).
+func (f *RelayFlags) Window() *batch.Window {
+	if f.window == nil {
+		f.window = batch.NewWindow(f.FlushInterval)
+	}
+	return f.window
 }

@@ -1,0 +1,71 @@
+//go:build unix
+
+package listener
+
+import (
+	"net"
+	"syscall"
+)
+
+// trickler reads a slow connection on the window's ticks instead of on
+// every packet. Go's poller wakes a thread for each packet that arrives on
+// a connection it watches, even when nobody waits to read it; with the
+// socket's receive low-water mark raised the kernel signals nothing until
+// much is queued, and the connection reads what arrived at each tick with
+// a non-blocking read. When a tick finds nothing, the mark goes back to
+// one byte and the connection waits in an ordinary read.
+type trickler struct {
+	rc  syscall.RawConn
+	on  bool // the mark is raised
+	err error
+}
+
+// lowWater is the mark while trickling; the kernel caps it at half the
+// receive buffer.
+const lowWater = 1 << 20
+
+func newTrickler(c net.Conn) *trickler {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &trickler{rc: rc}
+}
+
+// set raises or lowers the mark.
+func (t *trickler) set(on bool) {
+	if t.on == on {
+		return
+	}
+	v := 1
+	if on {
+		v = lowWater
+	}
+	t.rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, v) })
+	t.on = on
+}
+
+// Read is one non-blocking read: errWouldBlock when nothing is there.
+func (t *trickler) Read(p []byte) (int, error) {
+	var n int
+	var err error
+	if cerr := t.rc.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), p)
+		return true
+	}); cerr != nil {
+		return 0, cerr
+	}
+	switch {
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, errEOF
+	}
+	return n, nil
+}
