@@ -119,7 +119,7 @@ type Config struct {
 	// for the window's next tick before it writes, taking every line that
 	// arrived meanwhile in one write. A writer with more queued (saturated)
 	// never waits. Nil: write at once.
-	Window *batch.Window
+	Window       *batch.Window
 	ReconnectMin time.Duration // first reconnect delay; default 250ms
 	ReconnectMax time.Duration // backoff cap; default 10s
 	DeadAfter    int           // failed reconnects before hash-route re-routes; default 3
