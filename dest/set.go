@@ -251,7 +251,7 @@ type Set struct {
 	log *slog.Logger
 
 	in        chan *batch.Batch
-	inBytes   *byteGate // IncomingBytes; nil for none
+	inBytes   *batch.Gate // IncomingBytes; nil for none
 	inClosed  chan struct{}
 	closeOnce sync.Once
 	retry     chan *batch.Batch
@@ -311,7 +311,7 @@ func New(cfg Config) (*Set, error) {
 		spoolLog: rate.Sometimes{Interval: 5 * time.Second},
 	}
 	if cfg.IncomingBytes > 0 {
-		p.inBytes = newByteGate(cfg.IncomingBytes)
+		p.inBytes = batch.NewGate(cfg.IncomingBytes)
 	}
 	p.drainCtx, p.startDrain = context.WithCancel(context.Background())
 	p.routers.New = func() any { return newRouter(p) }

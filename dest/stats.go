@@ -177,5 +177,5 @@ func (p *Set) incomingBytes() int64 {
 	if p.inBytes == nil {
 		return 0
 	}
-	return p.inBytes.held()
+	return p.inBytes.Held()
 }

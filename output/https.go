@@ -42,6 +42,9 @@ type Config struct {
 	// QueueCap is the number of listener batches (≤100 lines each) held while
 	// the gateway is slow or away; default 32768.
 	QueueCap      int
+	// QueueBytes bounds the same queue in bytes (batch.Footprint): the
+	// queue is full when either bound is reached. 0: 32 MiB.
+	QueueBytes int64
 	BatchSize     int           // lines per POST; default 5000
 	FlushInterval time.Duration // a partial batch waits at most this; default 1s
 
@@ -93,6 +96,7 @@ type Output struct {
 	pingU  string
 
 	in        chan *batch.Batch // listener batches; bounded by QueueCap
+	gate      *batch.Gate       // and by QueueBytes
 	posts     chan *batch.Batch // gathered batches waiting for a worker
 	inClosed  chan struct{}
 	closeOnce sync.Once
@@ -125,6 +129,7 @@ func New(cfg Config) (*Output, error) {
 	}
 	cfg.Workers = cmp.Or(cfg.Workers, 3)
 	cfg.QueueCap = cmp.Or(cfg.QueueCap, 32768)
+	cfg.QueueBytes = cmp.Or(cfg.QueueBytes, 32<<20)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.GzipLevel = cmp.Or(cfg.GzipLevel, gzip.BestSpeed)
 	cfg.FlushInterval = cmp.Or(cfg.FlushInterval, time.Second)
@@ -181,6 +186,7 @@ func New(cfg Config) (*Output, error) {
 		ingest:   base + "/ingest",
 		pingU:    base + "/ping",
 		in:       make(chan *batch.Batch, cfg.QueueCap),
+		gate:     batch.NewGate(cfg.QueueBytes),
 		posts:    make(chan *batch.Batch, cfg.Workers),
 		inClosed: make(chan struct{}),
 		draining: make(chan struct{}),
@@ -284,27 +290,49 @@ func (o *Output) Send(ctx context.Context, b *batch.Batch) error {
 			return ctx.Err()
 		}
 	}
+	fp, took := b.Footprint(), int64(0)
 	for {
-		select {
-		case o.in <- b:
-			o.received.Add(uint64(n))
-			return nil
-		default:
+		// Room in both bounds: the batch count and the bytes.
+		var in chan *batch.Batch
+		if took == 0 {
+			took, _ = o.gate.TryAcquire(fp)
+		}
+		if took > 0 {
+			in = o.in
+			select {
+			case o.in <- b:
+				o.received.Add(uint64(n))
+				return nil
+			default:
+			}
 		}
 		if o.failing.Load() {
+			o.gate.Release(took)
 			o.keep(b, DropQueueFull) // policy: spool, else drop-and-count
 			b.Release()
 			return nil
 		}
+		var opened <-chan struct{}
+		if took == 0 {
+			opened = o.gate.Opened()
+		}
 		select {
-		case o.in <- b: // policy: block while the gateway is healthy
+		case in <- b: // policy: block while the gateway is healthy
 			o.received.Add(uint64(n))
 			return nil
+		case <-opened:
 		case <-tick.C:
 		case <-ctx.Done():
+			o.gate.Release(took)
 			return ctx.Err()
 		}
 	}
+}
+
+// taken is b leaving the queue: its bytes go back to the bound.
+func (o *Output) taken(b *batch.Batch) *batch.Batch {
+	o.gate.Release(min(b.Footprint(), o.gate.Max()))
+	return b
 }
 
 // CloseInput tells the output every producer has returned.
@@ -340,6 +368,7 @@ func (o *Output) Run(ctx context.Context) error {
 	for {
 		select {
 		case b := <-o.in:
+			o.taken(b)
 			left += b.Len()
 			o.keep(b, DropShutdown)
 			b.Release()
@@ -414,7 +443,7 @@ func (o *Output) gather(ctx context.Context) {
 		}
 		select {
 		case b := <-o.in:
-			add(b)
+			add(o.taken(b))
 		case rec := <-replay:
 			b := o.sp.Batch(rec)
 			o.replayed.Add(uint64(b.Len()))
@@ -425,7 +454,7 @@ func (o *Output) gather(ctx context.Context) {
 			for {
 				select {
 				case b := <-o.in:
-					add(b)
+					add(o.taken(b))
 					continue
 				default:
 				}

@@ -30,6 +30,7 @@ type gateway struct {
 	empty    int
 	maxBody  int64 // bodies larger than this get 413 (0: no limit)
 	tooLarge atomic.Int64
+	hold     chan struct{} // when set, /ingest answers only once it is closed
 }
 
 func (g *gateway) handler(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +42,9 @@ func (g *gateway) handler(w http.ResponseWriter, r *http.Request) {
 		g.tooLarge.Add(1)
 		http.Error(w, "too large", http.StatusRequestEntityTooLarge)
 		return
+	}
+	if g.hold != nil {
+		<-g.hold
 	}
 	g.mu.Lock()
 	g.requests++
@@ -335,4 +339,36 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The queue is bounded in bytes too: behind a healthy but stalled gateway
+// the producer blocks (nothing dropped) once QueueBytes are queued, however
+// many batches QueueCap would allow, and everything arrives when the
+// gateway answers again.
+func TestQueueBoundInBytes(t *testing.T) {
+	g := &gateway{hold: make(chan struct{})}
+	o, _, stop := startOutput(t, g, Config{QueueCap: 1 << 20, QueueBytes: 1 << 20, Workers: 1, BatchSize: 1000})
+	defer stop()
+	done := make(chan struct{})
+	go func() { sendLines(t, o, "q", 200000); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for o.gate.Held() < 1<<19 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the producer is blocked, not slow
+	select {
+	case <-done:
+		t.Fatal("200,000 lines queued behind a stalled gateway within 1 MiB")
+	default:
+	}
+	if held := o.gate.Held(); held > 1<<20 {
+		t.Fatalf("queue holds %d bytes, bound 1 MiB", held)
+	}
+	s := o.Stats()
+	if len(s.Dropped) != 0 || s.QueueDepth > 1000 {
+		t.Fatalf("stats behind the stalled gateway: %+v", s)
+	}
+	close(g.hold)
+	<-done
+	waitCount(t, g, 200000)
 }

@@ -19,6 +19,7 @@ type config struct {
 	admin                        daemon.AdminFlags
 	clients                      daemon.ClientFlags
 	queueCap, workers, batchSize int
+	queueBytes                   int64
 	consoleOut, verbose          bool
 	metricsFlush                 int
 	flushInterval, httpTimeout   time.Duration
@@ -62,6 +63,7 @@ func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.apiAddr, "api-addr", "", "API listen address for ping/stats/memstats (empty disables)")
 	c.admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/stats, and a status page on /")
 	fs.IntVar(&c.queueCap, "queue-cap", 32768, "In-flight message queue capacity (number of data point batches [100 points max per batch])")
+	fs.Int64Var(&c.queueBytes, "queue-bytes", 32<<20, "The same queue's bound in bytes (lines and their bookkeeping): it is full when either bound is reached; with the gateway healthy a full queue makes the proxy stop reading its clients")
 	fs.IntVar(&c.workers, "workers", 3, "HTTP output workers")
 	fs.IntVar(&c.batchSize, "batch-size", 5000, "Most data points in one batch sent to the gateway")
 	fs.DurationVar(&c.flushInterval, "flush-interval", time.Second, "Longest time a partial batch waits before it is sent")
@@ -109,6 +111,7 @@ func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 		daemon.Rule{Msg: "-gateway is required (or -console-out alone)", OK: c.gateway != "" || c.consoleOut},
 		daemon.Rule{Msg: "-api-key is required with -gateway", OK: c.gateway == "" || c.apiKey != ""},
 		daemon.Rule{Msg: "-queue-cap must be at least 1", OK: c.queueCap >= 1},
+		daemon.Rule{Msg: "-queue-bytes must be at least 1 MiB", OK: c.queueBytes >= 1<<20},
 		daemon.Rule{Msg: "-workers must be from 1 to 256", OK: c.workers >= 1 && c.workers <= 256},
 		daemon.Rule{Msg: "-batch-size must be from 1 to 1000000", OK: c.batchSize >= 1 && c.batchSize <= 1_000_000},
 		daemon.Rule{Msg: "-flush-interval must be positive", OK: c.flushInterval > 0},
