@@ -53,16 +53,16 @@ func routingRun(bin, peer string, lines int, timeout time.Duration) ([]string, e
 
 // configRuns are polymur -config and carbon-c-relay -f (fair settings) on
 // the same file.
-func configRuns(bin, peer, settings string) []run {
+func configRuns(bin, peer, settings string, peerExtra ...string) []run {
 	runs := []run{{"polymur", settings, func(conf, listen string) (*exec.Cmd, error) {
 		cmd := exec.Command(filepath.Join(bin, "polymur"), "-listen-addr", listen, "-api-addr", "", "-stat-addr", "", "-log-level", "warn", "-config", conf)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		return cmd, cmd.Start()
 	}}}
 	if peer != "" {
-		runs = append(runs, run{"carbon-c-relay", fmt.Sprintf("-f (same file) -w %d -q 1000000 -b 10000", runtime.NumCPU()), func(conf, listen string) (*exec.Cmd, error) {
+		runs = append(runs, run{"carbon-c-relay", strings.TrimSpace(fmt.Sprintf("-f (same file) -w %d -q 1000000 -b 10000 %s", runtime.NumCPU(), strings.Join(peerExtra, " "))), func(conf, listen string) (*exec.Cmd, error) {
 			_, port, _ := strings.Cut(listen, ":")
-			cmd := exec.Command(peer, "-f", conf, "-p", port, "-w", fmt.Sprint(runtime.NumCPU()), "-q", "1000000", "-b", "10000")
+			cmd := exec.Command(peer, append([]string{"-f", conf, "-p", port, "-w", fmt.Sprint(runtime.NumCPU()), "-q", "1000000", "-b", "10000"}, peerExtra...)...)
 			return cmd, cmd.Start()
 		}})
 	}

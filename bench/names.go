@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// The shapes of real Graphite traffic: every name again every interval
+// (realistic names: 100k names of 40–120 bytes, 20 intervals), and many
+// clients each sending a little (2,000 connections).
+
+// realisticInput builds names × intervals lines over conns connections;
+// a name always comes through the same connection (one host, one agent),
+// its points an interval apart.
+func realisticInput(names, intervals, conns int) input {
+	rng := rand.New(rand.NewPCG(7, 11))
+	words := []string{"cpu", "memory", "disk", "network", "interface", "eth0", "sda", "nginx", "requests", "latency",
+		"upstream", "response_time", "percentile", "p99", "count", "errors", "jvm", "gc", "heap", "used", "postgres",
+		"connections", "active", "redis", "keyspace", "hits", "misses", "kafka", "consumer", "lag", "partition"}
+	list := make([][]byte, names)
+	for i := range list {
+		target := 40 + rng.IntN(81) // 40–120 bytes
+		name := fmt.Appendf(nil, "bench.prod.dc%d.host-%05d", i%4, i/50) // the sinks count bench.*
+		for len(name) < target {
+			name = append(name, '.')
+			name = append(name, words[rng.IntN(len(words))]...)
+		}
+		list[i] = name[:target]
+		if list[i][target-1] == '.' {
+			list[i][target-1] = 'x'
+		}
+	}
+	in := input{lines: names * intervals, bufs: make([][]byte, conns)}
+	start := time.Now().Unix() - int64(intervals)*60
+	for c := range conns {
+		var b bytes.Buffer
+		var line []byte
+		for iv := range intervals {
+			ts := strconv.FormatInt(start+int64(iv)*60, 10)
+			for i := c; i < names; i += conns {
+				line = append(line[:0], list[i]...)
+				line = append(line, ' ')
+				line = strconv.AppendFloat(line, float64((i*31+iv)%9973)/7, 'f', 2, 64)
+				line = append(line, ' ')
+				line = append(line, ts...)
+				line = append(line, '\n')
+				b.Write(line)
+				in.sum += lineHash(line)
+			}
+		}
+		in.bufs[c] = b.Bytes()
+		in.bytes += b.Len()
+	}
+	return in
+}
+
+// hashOnce runs one relay on a carbon_ch configuration over three sinks.
+func hashOnce(r run, in input, timeout time.Duration) (measured, error) {
+	var sinks []*sink
+	var addrs []string
+	for range 3 {
+		s, err := newSink()
+		if err != nil {
+			return measured{}, err
+		}
+		defer s.close()
+		sinks, addrs = append(sinks, s), append(addrs, s.addr())
+	}
+	dir, err := os.MkdirTemp("", "polymur-bench-hash")
+	if err != nil {
+		return measured{}, err
+	}
+	defer os.RemoveAll(dir)
+	conf := filepath.Join(dir, "relay.conf")
+	if err := os.WriteFile(conf, []byte(pacedConfig(addrs)), 0o600); err != nil {
+		return measured{}, err
+	}
+	rl := relay{name: r.name, settings: r.settings, start: func(_, listen string, _ []string) (*exec.Cmd, error) { return r.start(conf, listen) }}
+	res, err := measure(rl, "hash-route", sinks, addrs, in, int64(in.lines), timeout)
+	return measured{res, int64(in.lines)}, err
+}
+
+// shapesRun measures hash-route on realistic names (20 connections) and on
+// 2,000 connections of 500 lines, three rounds interleaved with the peer.
+func shapesRun(bin, peer string, timeout time.Duration) ([]string, error) {
+	var rows []string
+	for _, s := range []struct {
+		what string
+		in   input
+		peer []string
+	}{
+		{"realistic names (100k × 20 intervals, 40–120 B)", realisticInput(100_000, 20, 20), nil},
+		// carbon-c-relay's listen backlog is 32 unless -B: 2,000 clients
+		// connecting at once would be refused.
+		{"2,000 connections × 500 lines", generate(1_000_000, 2000), []string{"-B", "4096"}},
+	} {
+		runs := configRuns(bin, peer, "-config carbon_ch, 3 sinks", s.peer...)
+		r, err := interleaved("hash-route, "+s.what, runs, len(s.in.bufs), func(r run) (measured, error) { return hashOnce(r, s.in, timeout) })
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+	}
+	return rows, nil
+}
