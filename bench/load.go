@@ -53,18 +53,25 @@ func generate(n, conns int) input {
 			line = append(line, metrics[(i/3)%len(metrics)]...)
 			line = append(line, '.')
 			line = strconv.AppendInt(line, int64(i/20000), 10)
-			line = append(line, ' ')
-			line = strconv.AppendFloat(line, float64(i%9973)/7, 'f', 2, 64)
-			line = append(line, ' ')
-			line = append(line, ts...)
-			line = append(line, '\n')
-			b.Write(line)
-			in.sum += lineHash(line)
+			line = in.add(&b, line, float64(i%9973)/7, ts)
 		}
 		in.bufs[c] = b.Bytes()
 		in.bytes += b.Len()
 	}
 	return in
+}
+
+// add completes line (a metric name) with value and ts, writes it to b and
+// counts it in the input's checksum; it returns line for reuse.
+func (in *input) add(b *bytes.Buffer, line []byte, value float64, ts string) []byte {
+	line = append(line, ' ')
+	line = strconv.AppendFloat(line, value, 'f', 2, 64)
+	line = append(line, ' ')
+	line = append(line, ts...)
+	line = append(line, '\n')
+	b.Write(line)
+	in.sum += lineHash(line)
+	return line
 }
 
 func lineHash(line []byte) uint64 {

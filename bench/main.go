@@ -158,40 +158,29 @@ func bench(o options) error {
 		if err != nil {
 			return err
 		}
-		extras = append(extras, "Routing (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered counts against polymur -test's deliveries, the worst round):", "",
-			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
-		extras = append(extras, rows...)
-		extras = append(extras, "")
+		extras = section(extras, "Routing (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered counts against polymur -test's deliveries, the worst round):", roundsHeader, rows)
 	}
 	if o.only == "" || o.only == "aggregate" {
 		rows, err := aggregateRun(o.bin, peer, o.timeout)
 		if err != nil {
 			return err
 		}
-		extras = append(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the markers sent after every 10,000 points of a connection, each arriving once every point before it was aggregated; a relay that does not finish in the time allowed is rated on the points its markers show it took):", "",
-			"| relay | settings | mode | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
-		extras = append(extras, rows...)
-		extras = append(extras, "")
+		extras = section(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the markers sent after every 10,000 points of a connection, each arriving once every point before it was aggregated; a relay that does not finish in the time allowed is rated on the points its markers show it took):", roundsHeader, rows)
 	}
 	if o.only == "" || o.only == "shapes" {
 		rows, err := shapesRun(o.bin, peer, o.timeout)
 		if err != nil {
 			return err
 		}
-		extras = append(extras, "Traffic shapes (one carbon_ch configuration over three sinks for both relays, three rounds interleaved): realistic names, every one again each interval, over 20 connections; and 2,000 connections of 500 lines each:", "",
-			"| relay | settings | scenario | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |", "|---|---|---|---|---|---|---|")
-		extras = append(extras, rows...)
-		extras = append(extras, "")
+		extras = section(extras, "Traffic shapes (one carbon_ch configuration over three sinks for both relays, three rounds interleaved): realistic names, every one again each interval, over 20 connections; and 2,000 connections of 500 lines each:", roundsHeader, rows)
 	}
 	if o.only == "" || o.only == "paced" {
 		rows, err := pacedRun(o.bin, peer, o.paced, 10, o.pacedFor, o.timeout)
 		if err != nil {
 			return err
 		}
-		extras = append(extras, "Paced (10 connections each writing a few lines every millisecond, the rate held for the time shown; one carbon_ch configuration over three sinks for both relays, three rounds interleaved; each line carries its send time, so the sinks measure its latency through the relay; CPU from /proc/PID/task/*/schedstat; % core = the rate ÷ the median lines per CPU-second):", "",
-			"| relay | offered | conns | delivered | lines/CPU-s min / **median** / max | % of a core | p50 | p99 min / **median** / max | max | peak RSS |", "|---|---|---|---|---|---|---|---|---|---|")
-		extras = append(extras, rows...)
-		extras = append(extras, "")
+		extras = section(extras, "Paced (10 connections each writing a few lines every millisecond, the rate held for the time shown; one carbon_ch configuration over three sinks for both relays, three rounds interleaved; each line carries its send time, so the sinks measure its latency through the relay; CPU from /proc/PID/task/*/schedstat; % core = the rate ÷ the median lines per CPU-second):",
+			"| relay | offered | conns | delivered | lines/CPU-s min / **median** / max | % of a core | p50 | p99 min / **median** / max | max | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|", rows)
 	}
 	if !o.skipExtra && (o.only == "" || o.only == "extra") {
 		for _, tlsOn := range []bool{false, true} {
@@ -248,4 +237,15 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// roundsHeader heads the tables of interleaved rounds.
+const roundsHeader = "| relay | settings | scenario | conns | delivered | in lines/CPU-s min / **median** / max | peak RSS |\n|---|---|---|---|---|---|---|"
+
+// section appends a titled table to the report's extras.
+func section(extras []string, title, header string, rows []string) []string {
+	extras = append(extras, title, "")
+	extras = append(extras, strings.Split(header, "\n")...)
+	extras = append(extras, rows...)
+	return append(extras, "")
 }

@@ -25,7 +25,7 @@ func realisticInput(names, intervals, conns int) input {
 		"connections", "active", "redis", "keyspace", "hits", "misses", "kafka", "consumer", "lag", "partition"}
 	list := make([][]byte, names)
 	for i := range list {
-		target := 40 + rng.IntN(81) // 40–120 bytes
+		target := 40 + rng.IntN(81)                                      // 40–120 bytes
 		name := fmt.Appendf(nil, "bench.prod.dc%d.host-%05d", i%4, i/50) // the sinks count bench.*
 		for len(name) < target {
 			name = append(name, '.')
@@ -44,14 +44,7 @@ func realisticInput(names, intervals, conns int) input {
 		for iv := range intervals {
 			ts := strconv.FormatInt(start+int64(iv)*60, 10)
 			for i := c; i < names; i += conns {
-				line = append(line[:0], list[i]...)
-				line = append(line, ' ')
-				line = strconv.AppendFloat(line, float64((i*31+iv)%9973)/7, 'f', 2, 64)
-				line = append(line, ' ')
-				line = append(line, ts...)
-				line = append(line, '\n')
-				b.Write(line)
-				in.sum += lineHash(line)
+				line = in.add(&b, append(line[:0], list[i]...), float64((i*31+iv)%9973)/7, ts)
 			}
 		}
 		in.bufs[c] = b.Bytes()
