@@ -202,7 +202,19 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{"a 1 2", "a  1 2 ", "", "a nan 2", "a\x00 1 2", "café 1e5 1.5", "a -inf +3"} {
 		f.Add(s)
 	}
+	for _, s := range []string{"a.b.c 12.5 1700000000", "a -1 2", "a 1. 2", "a .5 2", "a 1 2 ", "a 1 -2", "a\x7f 1 2", "a 01 002"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, line string) {
+		for _, lvl := range []Level{LevelCarbon, LevelStrict} {
+			// The one-pass path agrees with the full rules on what it takes.
+			if fast, ok := plainLine([]byte(line)); ok {
+				if full, r := parseFull([]byte(line), lvl); r != ReasonOK || !bytes.Equal(full.Name, fast.Name) ||
+					!bytes.Equal(full.Value, fast.Value) || !bytes.Equal(full.TS, fast.TS) || full.Canonical != fast.Canonical {
+					t.Fatalf("%q at %v: fast %+v, full %+v %v", line, lvl, fast, full, r)
+				}
+			}
+		}
 		for _, lvl := range []Level{LevelCarbon, LevelStrict, LevelOff} {
 			p, r := Parse([]byte(line), lvl)
 			if r == ReasonOK && len(p.Name) == 0 {
@@ -345,5 +357,29 @@ func TestRejectLog(t *testing.T) {
 	}
 	if r := got["too_long"]; len(r) != 1 || len(r[0].Line) != RejectLineMax || r[0].Client != "" {
 		t.Fatalf("too_long kept %+v", r)
+	}
+}
+
+// The one-pass path takes the ordinary line and leaves everything unusual
+// to the full rules, which still accept what carbon accepts.
+func TestPlainLine(t *testing.T) {
+	for line, want := range map[string]bool{
+		"servers.a.cpu 12.5 1700000000": true, "a -1 2": true, "a 0.25 0": true, "a 01 002": true,
+		"a 1. 2": false, "a .5 2": false, "a +1 2": false, "a 1e5 2": false, "a 1 2.5": false, "a 1 -2": false,
+		"a  1 2": false, " a 1 2": false, "a 1 2 ": false, "a 1": false, "café 1 2": false, "a\x7f 1 2": false,
+		"a\t1 2": false, "a nan 2": false, "": false, "a 1 2 3": false,
+	} {
+		if _, ok := plainLine([]byte(line)); ok != want {
+			t.Errorf("plainLine(%q) = %v", line, ok)
+		}
+		_, r := Parse([]byte(line), LevelCarbon)
+		if want && r != ReasonOK {
+			t.Errorf("Parse(%q) = %v", line, r)
+		}
+	}
+	for _, line := range []string{"a 1. 2", "a .5 2", "a +1 2", "a 1e5 2", "a 1 2.5", "a  1 2", "café 1 2", "a\t1 2"} {
+		if _, r := Parse([]byte(line), LevelCarbon); r != ReasonOK {
+			t.Errorf("the full rules refuse %q: %v", line, r)
+		}
 	}
 }
