@@ -28,7 +28,7 @@ func bindListeners(c *config, relay *daemon.Relay, log *slog.Logger) (*intakes, 
 	base := listener.TCPConfig{Addr: c.listenAddr, Level: c.Level, MaxLine: c.MaxLine,
 		DrainTimeout: c.DrainTimeout, Send: relay.Dests.Send, Logger: log, TagNormalize: c.TagNormalize, Rejects: relay.Rejects,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns, MaxPickleFrame: c.pickleMax,
-		Window: c.Window(), NewSend: func() (listener.SendFunc, func()) { s, stop := relay.Dests.Direct(); return s, stop }}
+		Window: c.Window(), NewSend: func() (listener.SendFunc, func()) { s, stop := relay.NewSend(); return s, stop }}
 	// -config's listen statements replace -listen-addr; given, -listen-addr
 	// replaces them.
 	configured := c.Table != nil && len(c.Table.Listeners) > 0

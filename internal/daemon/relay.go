@@ -407,3 +407,14 @@ func (r *Relay) statusAttrs() []any {
 	}
 	return []any{"sent", s.Sent, "queued", queued, "spooled", spooled, "destinations", len(s.Destinations), "down", down, CountsAttr("dropped", s.Dropped)}
 }
+
+// NewSend is a connection's own sender (listener.TCPConfig.NewSend): it
+// places lines itself, with no hand-over, unless the rules aggregate — an
+// aggregate's series are one lock, which connections placing side by side
+// would contend for; through the one distributor it is uncontended.
+func (r *Relay) NewSend() (func(context.Context, *batch.Batch) error, func()) {
+	if r.routing != nil && len(r.routing.cur.Load().Aggregates()) > 0 {
+		return r.Dests.Send, func() {}
+	}
+	return r.Dests.Direct()
+}
