@@ -17,7 +17,6 @@ import (
 type trickler struct {
 	rc  syscall.RawConn
 	on  bool // the mark is raised
-	err error
 }
 
 // lowWater is the mark while trickling; the kernel caps it at half the

@@ -41,10 +41,10 @@ type Config struct {
 	Workers int // concurrent POSTs; default 3
 	// QueueCap is the number of listener batches (≤100 lines each) held while
 	// the gateway is slow or away; default 32768.
-	QueueCap      int
+	QueueCap int
 	// QueueBytes bounds the same queue in bytes (batch.Footprint): the
 	// queue is full when either bound is reached. 0: 32 MiB.
-	QueueBytes int64
+	QueueBytes    int64
 	BatchSize     int           // lines per POST; default 5000
 	FlushInterval time.Duration // a partial batch waits at most this; default 1s
 
