@@ -15,8 +15,8 @@ import (
 // a non-blocking read. When a tick finds nothing, the mark goes back to
 // one byte and the connection waits in an ordinary read.
 type trickler struct {
-	rc  syscall.RawConn
-	on  bool // the mark is raised
+	rc syscall.RawConn
+	on bool // the mark is raised
 }
 
 // lowWater is the mark while trickling; the kernel caps it at half the
