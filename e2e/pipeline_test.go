@@ -76,7 +76,11 @@ func TestProxyGatewayPipeline(t *testing.T) {
 
 	pxListen, pxAPI := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	px := startProc(t, nil, "polymur-proxy", "-gateway", "https://"+gwAddr, "-api-key", key, "-cert", tlsFiles.CertFile,
-		"-listen-addr", pxListen, "-api-addr", pxAPI, "-stat-addr", "", "-flush-interval", "100ms")
+		"-listen-addr", pxListen, "-api-addr", pxAPI, "-stat-addr", "", "-flush-interval", "100ms",
+		// The restart below takes longer than the whole 300,000-line stream:
+		// the queue must hold all of it (the 32 MiB default holds about as
+		// much; a longer outage is what -spool-dir is for).
+		"-queue-bytes", "134217728")
 	waitFor(t, "proxy", func() bool { return ask(pxAPI, "ping") == "pong" })
 
 	const n = 1_000_000
