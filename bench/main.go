@@ -59,8 +59,15 @@ func main() {
 	var paced string
 	flag.StringVar(&paced, "paced-rates", "20000,50000,200000", "lines/s of the paced scenario (10 connections, latency measured)")
 	flag.DurationVar(&o.pacedFor, "paced-for", 10*time.Second, "how long each paced run sends")
-	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, shapes, paced, extra or statsd")
+	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, shapes, paced, ceilings, extra or statsd")
+	forward := flag.String("forward", "", "(internal) run as the ceiling forwarder listening here")
+	to := flag.String("to", "", "(internal) the forwarder's destination")
+	split := flag.Bool("split", false, "(internal) the forwarder splits lines")
 	flag.Parse()
+	if *forward != "" {
+		forwardMain(*forward, *to, *split)
+		return
+	}
 	for _, r := range strings.Split(paced, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(r))
 		if err != nil || n < 1 {
@@ -173,6 +180,13 @@ func bench(o options) error {
 			return err
 		}
 		extras = section(extras, "Traffic shapes (one carbon_ch configuration over three sinks for both relays, three rounds interleaved): realistic names, every one again each interval, over 20 connections; and 2,000 connections of 500 lines each:", roundsHeader, rows)
+	}
+	if o.only == "" || o.only == "ceilings" {
+		rows, err := ceilingRun(o.bin, o.lines, o.timeout)
+		if err != nil {
+			return err
+		}
+		extras = section(extras, "Ceilings (the bench binary as a trivial forwarder — every connection's bytes copied to one destination, then also split into whole lines — beside polymur broadcasting to one destination; same input over 20 connections, one sink, three rounds interleaved):", roundsHeader, rows)
 	}
 	if o.only == "" || o.only == "paced" {
 		rows, err := pacedRun(o.bin, peer, o.paced, 10, o.pacedFor, o.timeout)
