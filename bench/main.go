@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -89,15 +88,7 @@ func main() {
 		}
 		o.rates = append(o.rates, n)
 	}
-	// Every relay gets the same open-file limit (as a unit's LimitNOFILE
-	// gives them): the hard limit. Go raises only its own soft limit and
-	// hands children the original (1024 here), which a C relay with 2,000
-	// clients runs into.
-	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil {
-		lim.Cur = lim.Max
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
+	raiseFileLimit()
 	if err := bench(o); err != nil {
 		fatal("%v", err)
 	}
