@@ -50,14 +50,6 @@ func (w *Window) fire() {
 	w.mu.Unlock()
 }
 
-// Interval is the window (0 for nil).
-func (w *Window) Interval() time.Duration {
-	if w == nil {
-		return 0
-	}
-	return w.d
-}
-
 // Trickle is the read size below which a connection is trickling: its
 // reader waits for the window before reading again.
 const Trickle = smallBuf

@@ -96,13 +96,12 @@ func startUnit(t *testing.T, root, name string, settings ...string) (*exec.Cmd, 
 // instead fails at once with its log.
 func waitLog(t *testing.T, logs *testutil.SyncBuffer, want string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), want) {
-		if strings.Contains(logs.String(), "level=ERROR") || time.Now().After(deadline) {
+	testutil.WaitFor(t, want, 30*time.Second, func() bool {
+		if strings.Contains(logs.String(), "level=ERROR") {
 			t.Fatalf("waiting for %q:\n%s", want, logs)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(logs.String(), want)
+	})
 }
 
 // stopUnit sends the unit's KillSignal (SIGTERM) and wants a clean exit

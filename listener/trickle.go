@@ -1,11 +1,6 @@
 package listener
 
-import (
-	"errors"
-	"io"
-)
+import "errors"
 
-var (
-	errWouldBlock = errors.New("nothing to read yet")
-	errEOF        = io.EOF
-)
+// errWouldBlock is a trickler's read that found nothing yet.
+var errWouldBlock = errors.New("nothing to read yet")

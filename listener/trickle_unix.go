@@ -3,6 +3,7 @@
 package listener
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
@@ -64,7 +65,7 @@ func (t *trickler) Read(p []byte) (int, error) {
 	case err != nil:
 		return 0, err
 	case n == 0:
-		return 0, errEOF
+		return 0, io.EOF
 	}
 	return n, nil
 }

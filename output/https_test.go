@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -351,15 +352,11 @@ func TestQueueBoundInBytes(t *testing.T) {
 	defer stop()
 	done := make(chan struct{})
 	go func() { sendLines(t, o, "q", 200000); close(done) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for o.gate.Held() < 1<<19 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // the producer is blocked, not slow
-	select {
-	case <-done:
-		t.Fatal("200,000 lines queued behind a stalled gateway within 1 MiB")
-	default:
+	testutil.WaitFor(t, "the queue filled", 30*time.Second, func() bool { return o.gate.Held() >= 1<<19 })
+	// 200,000 lines are several MiB: within 1 MiB the producer cannot have
+	// queued them all.
+	if s := o.Stats(); s.Received >= 200000 {
+		t.Fatalf("200,000 lines queued behind a stalled gateway within 1 MiB: %+v", s)
 	}
 	if held := o.gate.Held(); held > 1<<20 {
 		t.Fatalf("queue holds %d bytes, bound 1 MiB", held)
