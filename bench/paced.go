@@ -181,7 +181,10 @@ func pacedOnce(r run, rate, conns int, d, timeout time.Duration) (pacedResult, e
 	if err := waitListening(listen, 10*time.Second); err != nil {
 		return res, err
 	}
-	time.Sleep(300 * time.Millisecond) // connected to the sinks
+	// Connected to the sinks, and settled: what a relay costs once it runs
+	// (polymur goes to one thread after 2 s that need less than a quarter
+	// of a core).
+	time.Sleep(2500 * time.Millisecond)
 	cpu0, _, err := procStats(cmd.Process.Pid)
 	if err != nil {
 		return res, err

@@ -183,4 +183,4 @@ func newRing(dests []Destination) *ring.Carbon {
 }
 
 // position is a metric name's place on the carbon_ch ring.
-func position(key []byte) uint32 { return ring.Position(key) }
+func position(key []byte) uint32 { return ring.CachedPosition(key) }

@@ -27,6 +27,7 @@ type Entry struct {
 type Carbon struct {
 	entries []Entry // sorted by Pos
 	n       int
+	lower   []uint32 // for every position, the first entry at or after it (len(entries): wrap)
 }
 
 // Position is a key's place on a carbon ring: MD5's first two bytes.
@@ -64,6 +65,16 @@ func NewCarbon(keys []string) *Carbon {
 		}
 	}
 	slices.SortFunc(r.entries, func(a, b Entry) int { return int(a.Pos) - int(b.Pos) })
+	// What a binary search for each position would find, so a lookup is
+	// one load.
+	r.lower = make([]uint32, 65536)
+	ei := uint32(0)
+	for p := range r.lower {
+		for int(ei) < len(r.entries) && r.entries[ei].Pos < uint32(p) {
+			ei++
+		}
+		r.lower[p] = ei
+	}
 	return r
 }
 

@@ -98,8 +98,7 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 	if len(r.entries) == 0 || n <= 0 {
 		return dst
 	}
-	pos := Position(name)
-	i, _ := slices.BinarySearchFunc(r.entries, pos, func(e Entry, p uint32) int { return cmp.Compare(e.Pos, p) })
+	i := int(r.lower[CachedPosition(name)])
 	var hostBuf [8]string
 	hosts := hostBuf[:0]
 	for k := 0; k < len(r.entries) && len(dst)-start < n; k++ {

@@ -8,10 +8,12 @@ import (
 
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/internal/daemon"
+	"github.com/polymur/polymur/internal/procs"
 )
 
 // config is polymur-proxy's parsed and validated command line.
 type config struct {
+	adaptiveProcs                bool
 	gateway, apiKey, cert        string
 	clientCert, clientKey        string
 	listenAddr, statAddr         string
@@ -69,6 +71,7 @@ func parseConfig(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.flushInterval, "flush-interval", time.Second, "Longest time a partial batch waits before it is sent")
 	fs.DurationVar(&c.httpTimeout, "http-timeout", 30*time.Second, "Timeout of one POST to the gateway (the batch is retried after it)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 10*time.Second, "On SIGTERM/SIGINT, time allowed to deliver what was already received")
+	fs.BoolVar(&c.adaptiveProcs, "adaptive-procs", true, procs.FlagHelp)
 	fs.BoolVar(&c.consoleOut, "console-out", false, "Dump output to console (print every line to stdout; also send when -gateway is set)")
 	fs.IntVar(&c.metricsFlush, "metrics-flush", 0, "Graphite flush interval for runtime metrics in seconds (0 is disabled)")
 	fs.StringVar(&c.spoolDir, "spool-dir", "", "Directory for a disk spool of batches the gateway has not accepted (empty: no spool)")

@@ -13,6 +13,7 @@ import (
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/internal/compose"
 	"github.com/polymur/polymur/internal/daemon"
+	"github.com/polymur/polymur/internal/procs"
 	"github.com/polymur/polymur/listener"
 	"github.com/polymur/polymur/output"
 	"github.com/polymur/polymur/runstats"
@@ -190,6 +191,9 @@ func (p *pipeline) runAll(ctx context.Context, c *config, lis *listener.TCP, ser
 			runstats.LogRates(ctx, log, rate, 5*time.Second, p.statusAttrs)
 			return nil
 		},
+	}
+	if c.adaptiveProcs {
+		beside = append(beside, func(ctx context.Context) error { procs.New(log).Run(ctx); return nil })
 	}
 	for _, srv := range servers {
 		beside = append(beside, srv.Run)

@@ -21,6 +21,7 @@ import (
 	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/dest"
 	"github.com/polymur/polymur/internal/compose"
+	"github.com/polymur/polymur/internal/procs"
 	"github.com/polymur/polymur/runstats"
 )
 
@@ -300,6 +301,9 @@ func (r *Relay) Run(ctx context.Context, producers ...compose.Task) error {
 			runstats.LogRates(ctx, r.Log, rate, 5*time.Second, r.statusAttrs)
 			return nil
 		},
+	}
+	if r.flags.AdaptiveProcs {
+		beside = append(beside, func(ctx context.Context) error { procs.New(r.Log).Run(ctx); return nil })
 	}
 	for _, srv := range r.servers {
 		beside = append(beside, srv.Run)

@@ -14,6 +14,7 @@ import (
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/decode"
 	"github.com/polymur/polymur/dest"
+	"github.com/polymur/polymur/internal/procs"
 	"github.com/polymur/polymur/route"
 )
 
@@ -44,6 +45,7 @@ type RelayFlags struct {
 	ReconnectMax             time.Duration
 	WriteTimeout             time.Duration
 	FlushInterval            time.Duration
+	AdaptiveProcs            bool
 	window                   *batch.Window
 	DeadAfter                int
 	LogLevel, LogFormat      string
@@ -135,6 +137,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	fs.IntVar(&f.DeadAfter, "dead-after", 3, "Failed reconnects before a hash-route destination's share is re-routed to the others")
 	fs.DurationVar(&f.WriteTimeout, "write-timeout", 30*time.Second, "A destination that accepts no data for this long is reconnected")
 	fs.DurationVar(&f.FlushInterval, "flush-interval", 2*time.Millisecond, "Coalescing window at ordinary rates: a connection that read only a few lines waits this long before reading again, and a destination's first lines after a quiet spell wait this long for more before they are written, so one wake-up and one write carry many lines (a line waits at most about twice this); a saturated connection or destination never waits; 0 hands on and writes at once (most CPU per line)")
+	fs.BoolVar(&f.AdaptiveProcs, "adaptive-procs", true, procs.FlagHelp)
 	fs.StringVar(&f.SpoolDir, "spool-dir", "", "Directory for per-destination disk spools (empty: no spool). Points that do not fit a destination's queue are kept there and replayed")
 	fs.Int64Var(&f.SpoolMaxBytes, "spool-max-bytes", 1<<30, "Largest spool per destination in bytes; beyond it points for a down destination are dropped and counted")
 	fs.IntVar(&f.SpoolReplayRate, "spool-replay-rate", 50000, "Lines per second replayed from a destination's spool once it is back")

@@ -1,0 +1,100 @@
+package procs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// TestGovernor runs a governor over a load given as cores used per
+// 50 ms, on synctest's clock, and checks when it switches.
+func TestGovernor(t *testing.T) {
+	cases := []struct {
+		name string
+		load func(at time.Duration) float64 // cores used at that time
+		want []int                          // the Set calls, in order
+	}{
+		{"idle goes to one P after DownOver", func(time.Duration) float64 { return 0.05 }, []int{1}},
+		{"busy stays on the default", func(time.Duration) float64 { return 1.5 }, nil},
+		{"between the marks on the default stays", func(time.Duration) float64 { return 0.35 }, nil},
+		{"between the marks on one P stays", func(at time.Duration) float64 {
+			if at < 2500*time.Millisecond {
+				return 0
+			}
+			return 0.35
+		}, []int{1}},
+		{"a burst after idle goes back at once, then down again", func(at time.Duration) float64 {
+			if at >= 3*time.Second && at < 4*time.Second {
+				return 1.8
+			}
+			return 0.02
+		}, []int{1, 0, 1}},
+		{"short spikes on the default keep it", func(at time.Duration) float64 {
+			if at%(500*time.Millisecond) < 100*time.Millisecond {
+				return 1.9 // averaged over 2 s: 0.38
+			}
+			return 0
+		}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var sets []int
+				start := time.Now()
+				var cpu time.Duration
+				var last time.Duration
+				g := &Governor{Up: 0.5, Down: 0.25, DownOver: 2 * time.Second, Every: 50 * time.Millisecond,
+					Set: func(n int) { mu.Lock(); sets = append(sets, n); mu.Unlock() },
+					Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+				g.CPU = func() time.Duration {
+					// integrate the load up to now in 50 ms steps
+					now := time.Since(start)
+					for last+50*time.Millisecond <= now {
+						cpu += time.Duration(tc.load(last) * float64(50*time.Millisecond))
+						last += 50 * time.Millisecond
+					}
+					return cpu
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second+time.Millisecond)
+				defer cancel()
+				g.Run(ctx)
+				mu.Lock()
+				defer mu.Unlock()
+				want := tc.want
+				if len(want) > 0 && want[len(want)-1] == 1 {
+					want = append(slices.Clone(want), 0) // Run leaves the default at its end
+				}
+				if !slices.Equal(sets, want) {
+					t.Fatalf("Set calls %v, want %v", sets, want)
+				}
+			})
+		})
+	}
+}
+
+func TestNilGovernor(t *testing.T) {
+	var g *Governor
+	g.Run(context.Background()) // returns at once
+	if g.One() {
+		t.Fatal("a nil governor runs on one P")
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	if processCPU == nil {
+		t.Skip("no process CPU time on this platform")
+	}
+	a := processCPU()
+	for x := 0; processCPU() == a; x++ {
+		_ = x * x
+	}
+	if b := processCPU(); b <= a {
+		t.Fatalf("process CPU went from %v to %v", a, b)
+	}
+}
