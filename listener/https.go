@@ -1,7 +1,6 @@
 package listener
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"golang.org/x/sync/semaphore"
 
