@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/polymur/polymur/batch"
+	"github.com/polymur/polymur/ring"
 )
 
 // router places batches on destination queues. Each distributing goroutine
@@ -17,7 +18,9 @@ type router struct {
 	line   []byte         // routed: a renamed line being built
 	routes Routes         // routed: the table route was made from
 	route  RouteFunc      // routed: this router's own, with its scratch
-	tick   *time.Ticker   // re-checks destination state while blocked
+	// routed: the table hashes names on a carbon_ch ring
+	prefetch bool
+	tick     *time.Ticker // re-checks destination state while blocked
 }
 
 func newRouter(p *Set) *router {
@@ -64,6 +67,7 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 		r.out = make([]*batch.Batch, len(v.dests))
 	}
 	out := r.out[:len(v.dests)]
+	prefetchNames(b)
 	for i := range b.Lines {
 		node := t[position(b.Name(i))]
 		if out[node] == nil {
@@ -80,6 +84,14 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 	}
 }
 
+// prefetchNames starts loading the position-cache slots of b's names, so
+// that the misses of a batch overlap rather than come one per line.
+func prefetchNames(b *batch.Batch) {
+	for i := range b.Lines {
+		ring.Prefetch(b.Name(i))
+	}
+}
+
 // placeRouted places each line of b (owned) where the routing table says,
 // under its rewritten name when it has one; a line that goes nowhere is
 // counted by its reason.
@@ -92,6 +104,11 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 	up := p.upFunc(v)
 	if r.routes != v.routes { // a new table: this router's RouteFunc for it
 		r.routes, r.route = v.routes, v.routes.NewRoute()
+		cr, ok := v.routes.(carbonRoutes)
+		r.prefetch = ok && cr.HashesCarbon()
+	}
+	if r.prefetch {
+		prefetchNames(b)
 	}
 	for i := range b.Lines {
 		line := b.Line(i)

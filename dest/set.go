@@ -80,6 +80,10 @@ type RouteFunc func(dst []Placement, name, rest []byte, via any, up func(node in
 // swapped whole, together with the destinations it names (Apply).
 type Routes interface{ NewRoute() RouteFunc }
 
+// carbonRoutes is Routes that may hash names on a carbon_ch ring: the
+// router then prefetches a batch's name positions before routing it.
+type carbonRoutes interface{ HashesCarbon() bool }
+
 // ParseMode maps the -distribution flag value to a Mode.
 func ParseMode(s string) (Mode, error) {
 	switch s {

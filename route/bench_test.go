@@ -2,8 +2,11 @@ package route
 
 import (
 	"fmt"
+	"github.com/polymur/polymur/ring"
+	"os"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // benchConfig mirrors bench/routing.go's scenario: 4 clusters, 10
@@ -78,7 +81,15 @@ func BenchmarkRouteCarbonCH(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
+		if prefetch && i%512 == 0 {
+			for j := i; j < i+512; j++ {
+				n := names[j%len(names)]
+				ring.Prefetch(unsafe.Slice(unsafe.StringData(n), len(n)))
+			}
+		}
 		ds = tb.Route(ds[:0], names[i%len(names)], "", live)
 		i++
 	}
 }
+
+var prefetch = os.Getenv("PREFETCH") != ""

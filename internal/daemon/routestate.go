@@ -33,6 +33,17 @@ func newTableRoutes(t *route.Table, agg *aggregate.Engine) *tableRoutes {
 	return tr
 }
 
+// HashesCarbon reports whether a cluster of the table is carbon_ch: then
+// the names' ring positions are worth prefetching a batch at a time.
+func (tr *tableRoutes) HashesCarbon() bool {
+	for _, c := range tr.t.Clusters {
+		if c.Kind == route.CarbonCH {
+			return true
+		}
+	}
+	return false
+}
+
 // NewRoute makes a RouteFunc for one goroutine, with its own scratch.
 func (tr *tableRoutes) NewRoute() dest.RouteFunc {
 	st := &routeState{t: tr.t, files: tr.files, agg: tr.agg}
