@@ -37,7 +37,7 @@ func stopBin(cmd *exec.Cmd) {
 }
 
 // pipelineRun measures polymur-proxy → polymur-gateway (dev mode) → sink.
-func pipelineRun(bin string, lines int, useTLS bool, timeout time.Duration) (string, error) {
+func pipelineRun(bin string, lines int, useTLS bool, compression string, timeout time.Duration) (string, error) {
 	s, err := newSink()
 	if err != nil {
 		return "", err
@@ -68,7 +68,7 @@ func pipelineRun(bin string, lines int, useTLS bool, timeout time.Duration) (str
 	}
 	defer stopBin(g)
 	p, err := startBin(bin, "polymur-proxy", append([]string{"-gateway", scheme + "://" + gw, "-api-key", "123", "-listen-addr", px,
-		"-api-addr", pxAPI, "-stat-addr", "", "-log-level", "warn", "-flush-interval", "100ms"}, pxTLS...)...)
+		"-api-addr", pxAPI, "-stat-addr", "", "-log-level", "warn", "-flush-interval", "100ms", "-compression", compression}, pxTLS...)...)
 	if err != nil {
 		return "", err
 	}
@@ -103,8 +103,8 @@ func pipelineRun(bin string, lines int, useTLS bool, timeout time.Duration) (str
 	if wire > 0 {
 		ratio = float64(raw) / float64(wire)
 	}
-	return fmt.Sprintf("- proxy → gateway (%s, dev mode) → sink: %d of %d lines (%.2f%%, checksum %s) in %v = **%.0fk lines/s**; wire %d bytes for %d raw (**1/%.1f**); CPU proxy %v + gateway %v; peak RSS proxy %.0f MiB, gateway %.0f MiB",
-		label, got, lines, 100*float64(got)/float64(lines), okText(s.checksum() == in.sum), wall.Round(time.Millisecond),
+	return fmt.Sprintf("- proxy → gateway (%s, %s, dev mode) → sink: %d of %d lines (%.2f%%, checksum %s) in %v = **%.0fk lines/s**; wire %d bytes for %d raw (**1/%.1f**); CPU proxy %v + gateway %v; peak RSS proxy %.0f MiB, gateway %.0f MiB",
+		label, compression, got, lines, 100*float64(got)/float64(lines), okText(s.checksum() == in.sum), wall.Round(time.Millisecond),
 		float64(got)/wall.Seconds()/1000, wire, raw, ratio, (pc1 - pc0).Round(10*time.Millisecond), (gc1 - gc0).Round(10*time.Millisecond),
 		float64(prss)/(1<<20), float64(grss)/(1<<20)), nil
 }

@@ -188,8 +188,11 @@ func bench(o options) error {
 			"| relay | offered | conns | delivered | lines/CPU-s min / **median** / max | % of a core | p50 | p99 min / **median** / max | max | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|", rows)
 	}
 	if !o.skipExtra && (o.only == "" || o.only == "extra") {
-		for _, tlsOn := range []bool{false, true} {
-			line, err := pipelineRun(o.bin, o.lines, tlsOn, o.timeout)
+		for _, c := range []struct {
+			tls         bool
+			compression string
+		}{{false, "gzip"}, {true, "gzip"}, {false, "zstd"}, {true, "zstd"}} {
+			line, err := pipelineRun(o.bin, o.lines, c.tls, c.compression, o.timeout)
 			if err != nil {
 				return err
 			}

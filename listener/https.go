@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"golang.org/x/sync/semaphore"
 
@@ -280,10 +281,13 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	encoding := "gzip"
 	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
 	case "", "gzip", "x-gzip": // the original proxy sends no Content-Encoding
+	case "zstd":
+		encoding = "zstd"
 	default:
-		h.replyKey(w, http.StatusUnsupportedMediaType, name, "body must be gzip\n")
+		h.replyKey(w, http.StatusUnsupportedMediaType, name, "body must be gzip or zstd\n")
 		return
 	}
 	if !h.enter(name) {
@@ -299,7 +303,7 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pace := h.minRate(w)
-	bs, counts, n, code, msg := h.decode(r.Context(), w, r, name, pace)
+	bs, counts, n, code, msg := h.decode(r.Context(), w, r, name, encoding, pace)
 	if code != http.StatusOK {
 		if code != http.StatusServiceUnavailable && every(&h.lastBadLog) {
 			h.log.Warn("batch refused", "client", ClientLabel(r), "key", name, "status", code, "reason", strings.TrimSpace(msg))
@@ -341,12 +345,12 @@ func (h *Ingest) ingest(w http.ResponseWriter, r *http.Request) {
 
 type sizes struct{ in, out int64 }
 
-// decode reads the whole gzip body into batches of at most ChunkLines lines
+// decode reads the whole gzip or zstd body into batches of at most ChunkLines lines
 // and about chunkBytes bytes, each holding its share of the buffered-bytes
 // budget until it is released downstream. On any failure nothing is kept
 // and the status says why (503 when the budget has no room within
 // QueueWait of waiting; reading a slow upload does not count as waiting).
-func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Request, name string, pace func(int64)) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
+func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Request, name, encoding string, pace func(int64)) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
 	body := &countReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBody), pace: pace}
 	var bs []*batch.Batch
 	fail := func(err error) ([]*batch.Batch, *batch.Counts, sizes, int, string) {
@@ -366,20 +370,22 @@ func (h *Ingest) decode(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		case errors.Is(err, errNoRoom):
 			h.busy.Add(1)
 			return nil, nil, sizes{}, http.StatusServiceUnavailable, "gateway buffers full, retry\n"
+		case errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded):
+			return nil, nil, sizes{}, http.StatusRequestEntityTooLarge, fmt.Sprintf("zstd window larger than %d bytes\n", zstdMaxWindow)
 		case errors.Is(err, io.EOF) && body.n == 0:
-			return nil, nil, sizes{}, http.StatusBadRequest, "empty body: want gzip of newline-terminated lines\n"
-		case errors.Is(err, gzip.ErrHeader):
-			return nil, nil, sizes{}, http.StatusBadRequest, "body is not gzip\n"
+			return nil, nil, sizes{}, http.StatusBadRequest, "empty body: want " + encoding + " of newline-terminated lines\n"
+		case errors.Is(err, gzip.ErrHeader) || errors.Is(err, zstd.ErrMagicMismatch):
+			return nil, nil, sizes{}, http.StatusBadRequest, "body is not " + encoding + "\n"
 		case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-			return nil, nil, sizes{}, http.StatusBadRequest, "truncated gzip body\n"
+			return nil, nil, sizes{}, http.StatusBadRequest, "truncated " + encoding + " body\n"
 		}
-		return nil, nil, sizes{}, http.StatusBadRequest, "malformed gzip body: " + err.Error() + "\n"
+		return nil, nil, sizes{}, http.StatusBadRequest, "malformed " + encoding + " body: " + err.Error() + "\n"
 	}
-	zr, err := gzip.NewReader(body)
+	zr, done, err := decompressor(encoding, body)
 	if err != nil {
 		return fail(err)
 	}
-	defer zr.Close()
+	defer done()
 	sp := batch.NewSplitter(h.cfg.Level, h.cfg.MaxLine)
 	sp.SetNormalizeTags(h.cfg.TagNormalize)
 	defer sp.Release()

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/internal/testutil"
 )
@@ -27,6 +28,15 @@ func gz(t testing.TB, s string) []byte {
 	io.WriteString(w, s)
 	w.Close()
 	return b.Bytes()
+}
+
+func zst(t testing.TB, s string) []byte {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	return e.EncodeAll([]byte(s), nil)
 }
 
 // bomb is a multi-member gzip body that inflates to n MiB of zeros.
@@ -113,6 +123,15 @@ func TestIngestHostileBodies(t *testing.T) {
 		{"unsupported encoding", "good-key", good, map[string]string{"Content-Encoding": "br"}, 415, 0},
 		{"explicit gzip encoding", "good-key", good, map[string]string{"Content-Encoding": "gzip"}, 200, 1},
 		{"over compressed limit", "good-key", gz(t, noise(1<<20)), nil, 413, 0},
+		{"zstd", "good-key", zst(t, "a.b 1 1700000000\nc.d 2 1700000000\n"), zstdHdr, 200, 2},
+		{"zstd, encoding in capitals", "good-key", zst(t, "a.b 1 1700000000\n"), map[string]string{"Content-Encoding": "ZSTD"}, 200, 1},
+		{"gzip body sent as zstd", "good-key", good, zstdHdr, 400, 0},
+		{"zstd body sent as gzip", "good-key", zst(t, "a.b 1 1700000000\n"), nil, 400, 0},
+		{"truncated zstd", "good-key", zst(t, strings.Repeat("a.b 1 1700000000\n", 1000))[:40], zstdHdr, 400, 0},
+		{"corrupt zstd", "good-key", func() []byte { b := zst(t, strings.Repeat("a.b 1 1700000000\n", 100)); b[len(b)/2] ^= 0xff; return b }(), zstdHdr, 400, 0},
+		{"zstd, empty body", "good-key", nil, zstdHdr, 400, 0},
+		{"zstd of nothing", "good-key", zst(t, ""), zstdHdr, 200, 0},
+		{"zstd with a 128 MiB window", "good-key", zstdWindow(t, 27), zstdHdr, 413, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			col := newCollector()
@@ -138,6 +157,26 @@ func TestIngestGzipBomb(t *testing.T) {
 	code, msg := post(t, srv, "/ingest", "good-key", body, nil)
 	if code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "decompressed") {
 		t.Fatalf("gzip bomb: %d %q", code, msg)
+	}
+}
+
+var zstdHdr = map[string]string{"Content-Encoding": "zstd"}
+
+// zstdWindow is a zstd frame header that asks for a 2^log-byte window.
+func zstdWindow(t testing.TB, log int) []byte {
+	// magic, frame header descriptor (window descriptor present, no
+	// checksum, no content size), window descriptor (exponent log-10).
+	return append([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, byte(log-10) << 3}, 0x01, 0x00, 0x00) // then an empty raw last block
+}
+
+func TestIngestZstdBomb(t *testing.T) {
+	col := newCollector()
+	srv, _ := startIngest(t, IngestConfig{Send: col.send})
+	e, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+	body := e.EncodeAll(make([]byte, 256<<20), nil) // 256 MiB of zeros
+	code, msg := post(t, srv, "/ingest", "good-key", body, zstdHdr)
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "decompressed") {
+		t.Fatalf("zstd bomb: %d %q", code, msg)
 	}
 }
 
@@ -262,52 +301,77 @@ func FuzzIngest(f *testing.F) {
 	f.Add([]byte("plain 1 2\n"), false, "")
 	f.Add([]byte("a 1 2\n"), true, " good-key ")
 	f.Fuzz(func(t *testing.T, body []byte, zip bool, key string) {
-		var sent []*batch.Batch
-		in, err := NewIngest(IngestConfig{Lookup: lookup, Logger: quiet, MaxDecoded: 1 << 20, MaxBody: 1 << 20,
-			KeyPrefix: len(body)%2 == 0,
-			Send: func(_ context.Context, b *batch.Batch) error {
-				sent = append(sent, b)
-				return nil
-			}})
-		if err != nil {
-			t.Fatal(err)
-		}
 		if zip {
 			body = gz(t, string(body))
 		}
-		req := httptest.NewRequest(http.MethodPost, "/ingest", bytes.NewReader(body))
-		req.Header.Set("X-Polymur-Key", strings.Map(func(r rune) rune {
-			if r < ' ' || r >= 0x7f {
-				return -1
-			}
-			return r
-		}, key))
-		rec := httptest.NewRecorder()
-		in.Handler().ServeHTTP(rec, req)
-		switch rec.Code {
-		case 200:
-		case 400, 401, 413:
-			if len(sent) > 0 {
-				t.Fatalf("%d but %d batches forwarded", rec.Code, len(sent))
-			}
-		default:
-			t.Fatalf("unexpected status %d: %s", rec.Code, rec.Body)
-		}
-		for _, b := range sent {
-			for _, line := range bytes.SplitAfter(b.Buf, []byte("\n")) {
-				if len(line) == 0 {
-					continue
-				}
-				if line[len(line)-1] != '\n' {
-					t.Fatalf("forwarded an unterminated line %q", line)
-				}
-				if _, reason := batch.Parse(line[:len(line)-1], batch.LevelCarbon); reason != batch.ReasonOK {
-					t.Fatalf("forwarded a rejected line %q (%v)", line, reason)
-				}
-			}
-			b.Release()
-		}
+		checkIngest(t, body, nil, key)
 	})
+}
+
+// FuzzIngestZstd is FuzzIngest with Content-Encoding: zstd.
+func FuzzIngestZstd(f *testing.F) {
+	f.Add([]byte("a.b 1 1700000000\nc.d 2 1700000000\n"), true)
+	f.Add([]byte("a.b 1 1700000000"), true)
+	f.Add(zst(f, "x 1 2\n")[:9], false)
+	f.Add(append(zst(f, "m1 1 2\n"), zst(f, "m2 1 2\n")...), false)
+	f.Add(zstdWindow(f, 30), false)
+	f.Add([]byte("plain 1 2\n"), false)
+	f.Fuzz(func(t *testing.T, body []byte, compress bool) {
+		if compress {
+			body = zst(t, string(body))
+		}
+		checkIngest(t, body, zstdHdr, "good-key")
+	})
+}
+
+// checkIngest posts body: a 200 forwards only whole, valid lines, and a
+// refusal forwards nothing.
+func checkIngest(t *testing.T, body []byte, hdr map[string]string, key string) {
+	var sent []*batch.Batch
+	in, err := NewIngest(IngestConfig{Lookup: lookup, Logger: quiet, MaxDecoded: 1 << 20, MaxBody: 1 << 20,
+		KeyPrefix: len(body)%2 == 0,
+		Send: func(_ context.Context, b *batch.Batch) error {
+			sent = append(sent, b)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPost, "/ingest", bytes.NewReader(body))
+	req.Header.Set("X-Polymur-Key", strings.Map(func(r rune) rune {
+		if r < ' ' || r >= 0x7f {
+			return -1
+		}
+		return r
+	}, key))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	in.Handler().ServeHTTP(rec, req)
+	switch rec.Code {
+	case 200:
+	case 400, 401, 413:
+		if len(sent) > 0 {
+			t.Fatalf("%d but %d batches forwarded", rec.Code, len(sent))
+		}
+	default:
+		t.Fatalf("unexpected status %d: %s", rec.Code, rec.Body)
+	}
+	for _, b := range sent {
+		for _, line := range bytes.SplitAfter(b.Buf, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			if line[len(line)-1] != '\n' {
+				t.Fatalf("forwarded an unterminated line %q", line)
+			}
+			if _, reason := batch.Parse(line[:len(line)-1], batch.LevelCarbon); reason != batch.ReasonOK {
+				t.Fatalf("forwarded a rejected line %q (%v)", line, reason)
+			}
+		}
+		b.Release()
+	}
 }
 
 // The buffered-bytes budget: a request is cut into pipeline batches of at

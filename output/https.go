@@ -59,6 +59,7 @@ type Config struct {
 	RetryMax   time.Duration // retry backoff cap; default 30s
 	AuthRetry  time.Duration // delay after a 401; default 30s
 	GzipLevel  int           // default gzip.BestSpeed
+	Encoding   string        // gzip (default) or zstd: the bodies' Content-Encoding
 	DrainGrace time.Duration // delivery time after shutdown starts; default 10s
 
 	// SpoolDir, when set, keeps batches the gateway has not accepted on disk:
@@ -133,6 +134,10 @@ func New(cfg Config) (*Output, error) {
 	cfg.QueueBytes = cmp.Or(cfg.QueueBytes, 32<<20)
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 5000)
 	cfg.GzipLevel = cmp.Or(cfg.GzipLevel, gzip.BestSpeed)
+	cfg.Encoding = cmp.Or(cfg.Encoding, "gzip")
+	if err := CheckEncoding(cfg.Encoding); err != nil {
+		return nil, err
+	}
 	cfg.FlushInterval = cmp.Or(cfg.FlushInterval, time.Second)
 	cfg.Timeout = cmp.Or(cfg.Timeout, 30*time.Second)
 	cfg.RetryMin = cmp.Or(cfg.RetryMin, 100*time.Millisecond)
@@ -473,19 +478,14 @@ func (o *Output) gather(ctx context.Context) {
 // worker compresses and posts batches, retrying each until it is accepted
 // or the hard stop comes.
 func (o *Output) worker(ctx context.Context, id int) {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, o.cfg.GzipLevel)
+	enc := newEncoder(o.cfg.Encoding, o.cfg.GzipLevel)
 	for b := range o.posts {
-		buf.Reset()
-		zw.Reset(&buf)
-		zw.Write(b.Buf)
-		zw.Close()
-		o.deliver(ctx, id, b, buf.Bytes())
+		o.deliver(ctx, id, b, enc.encode(b.Buf), enc)
 		b.Release()
 	}
 }
 
-func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byte) {
+func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byte, enc *encoder) {
 	attempt := 0
 	for {
 		start := time.Now()
@@ -533,11 +533,7 @@ func (o *Output) deliver(ctx context.Context, id int, b *batch.Batch, body []byt
 			// Too big for this gateway: send it in halves.
 			o.log.Warn("gateway says batch too large; splitting", "worker", id, "n", b.Len())
 			for _, half := range batch.Split(b, (b.Len()+1)/2) {
-				var hb bytes.Buffer
-				zw := gzip.NewWriter(&hb)
-				zw.Write(half.Buf)
-				zw.Close()
-				o.deliver(ctx, id, half, hb.Bytes())
+				o.deliver(ctx, id, half, bytes.Clone(enc.encode(half.Buf)), enc)
 				half.Release()
 			}
 			return
@@ -588,7 +584,7 @@ func (o *Output) post(ctx context.Context, url string, body []byte) (int, string
 	}
 	req.Header.Set("X-Polymur-Key", o.cfg.APIKey)
 	if len(body) > 0 {
-		req.Header.Set("Content-Encoding", "gzip")
+		req.Header.Set("Content-Encoding", o.cfg.Encoding)
 		req.Header.Set("Content-Type", "text/plain")
 	}
 	resp, err := o.client.Do(req)

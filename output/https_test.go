@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/polymur/polymur/batch"
 	"github.com/polymur/polymur/internal/testutil"
 )
@@ -56,12 +57,28 @@ func (g *gateway) handler(w http.ResponseWriter, r *http.Request) {
 	if g.plan != nil {
 		status = g.plan(n)
 	}
-	zr, err := gzip.NewReader(r.Body)
-	if err != nil {
-		http.Error(w, "not gzip", 400)
-		return
+	var body []byte
+	switch r.Header.Get("Content-Encoding") {
+	case "zstd":
+		d, err := zstd.NewReader(r.Body, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			http.Error(w, "not zstd", 400)
+			return
+		}
+		body, err = io.ReadAll(d)
+		d.Close()
+		if err != nil {
+			http.Error(w, "not zstd", 400)
+			return
+		}
+	default:
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, "not gzip", 400)
+			return
+		}
+		body, _ = io.ReadAll(zr)
 	}
-	body, _ := io.ReadAll(zr)
 	if status != 200 {
 		http.Error(w, "planned failure", status)
 		return
@@ -200,6 +217,25 @@ func TestTooLargeIsSplit(t *testing.T) {
 	stop()
 	if g.tooLarge.Load() == 0 || g.count() != 1000 {
 		t.Fatalf("413s %d, lines %d", g.tooLarge.Load(), g.count())
+	}
+}
+
+// -compression zstd: every body is zstd, said in Content-Encoding, also
+// the halves of a batch the gateway found too large.
+func TestZstdBodies(t *testing.T) {
+	g := &gateway{maxBody: 2500}
+	o, _, stop := startOutput(t, g, Config{BatchSize: 1000, Encoding: "zstd"})
+	sendLines(t, o, "z", 3000)
+	waitCount(t, g, 3000)
+	stop()
+	if g.tooLarge.Load() == 0 || g.count() != 3000 {
+		t.Fatalf("413s %d, lines %d", g.tooLarge.Load(), g.count())
+	}
+	if e := g.headers.Get("Content-Encoding"); e != "zstd" {
+		t.Fatalf("Content-Encoding %q", e)
+	}
+	if _, err := New(Config{Gateway: "http://127.0.0.1:1", Encoding: "br"}); err == nil || !strings.Contains(err.Error(), "br") {
+		t.Fatalf("encoding br: %v", err)
 	}
 }
 

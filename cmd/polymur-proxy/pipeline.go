@@ -37,7 +37,7 @@ func newPipeline(c *config, stdout io.Writer, log *slog.Logger) (*pipeline, erro
 	}
 	if c.gateway != "" {
 		o, err := output.New(output.Config{Gateway: c.gateway, APIKey: c.apiKey, Workers: c.workers, QueueCap: c.queueCap, QueueBytes: c.queueBytes,
-			BatchSize: c.batchSize, FlushInterval: c.flushInterval, CAFile: c.cert, ClientCert: c.clientCert,
+			BatchSize: c.batchSize, Encoding: c.compression, FlushInterval: c.flushInterval, CAFile: c.cert, ClientCert: c.clientCert,
 			ClientKey: c.clientKey, Timeout: c.httpTimeout, DrainGrace: c.drainTimeout, ObservePost: p.observePost, Logger: log,
 			SpoolDir: c.spoolDir, SpoolMaxBytes: c.spoolMaxBytes, SpoolFsync: c.spoolFsync, SpoolAlways: c.spoolMode == "always"})
 		if err != nil {
