@@ -2,8 +2,10 @@ package batch
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -381,5 +383,43 @@ func TestPlainLine(t *testing.T) {
 		if _, r := Parse([]byte(line), LevelCarbon); r != ReasonOK {
 			t.Errorf("the full rules refuse %q: %v", line, r)
 		}
+	}
+}
+
+// printable8 agrees with the byte-wise test: every byte value at every
+// position among printable neighbours, and random words.
+func TestPrintable8(t *testing.T) {
+	naive := func(b []byte) bool {
+		for _, c := range b {
+			if c <= ' ' || c >= 0x7f {
+				return false
+			}
+		}
+		return true
+	}
+	check := func(b []byte) {
+		if got, want := printable8(binary.LittleEndian.Uint64(b)), naive(b); got != want {
+			t.Fatalf("printable8(%q) = %v, want %v", b, got, want)
+		}
+	}
+	for _, fill := range []byte{'!', 'a', '~', 0xff, 0x00, 0x7f, ' '} {
+		for pos := range 8 {
+			for v := range 256 {
+				b := bytes.Repeat([]byte{fill}, 8)
+				b[pos] = byte(v)
+				check(b)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1_000_000 {
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], rng.Uint64())
+		for i := range b {
+			if rng.IntN(4) > 0 {
+				b[i] = byte(0x21 + rng.IntN(0x5e)) // mostly printable
+			}
+		}
+		check(b[:])
 	}
 }

@@ -1,6 +1,7 @@
 package batch
 
 import (
+	"encoding/binary"
 	"fmt"
 	"unicode/utf8"
 )
@@ -105,12 +106,27 @@ func Parse(line []byte, level Level) (Parsed, Reason) {
 	return parseFull(line, level)
 }
 
+// printable8 reports whether all eight bytes of x are in 0x21–0x7e: none
+// below 0x21 (the "has a byte less than" test) and none at or above 0x7f
+// (adding one sets the high bit of 0x7f; 0x80 and up have it already).
+func printable8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	below := (x - 0x21*ones) &^ x & highs
+	above := (x | (x + ones)) & highs
+	return below|above == 0
+}
+
 // plainLine is the ordinary line, "name -?D[.D] D" with single spaces and a
 // name of printable ASCII, checked in one pass; anything else (and so every
 // rejection) is left to parseFull. What it accepts parseFull accepts the
 // same way at the carbon and strict levels (fuzzed: FuzzParse).
 func plainLine(line []byte) (Parsed, bool) {
 	i, n := 0, len(line)
+	// Eight name bytes at a time while all are printable (0x21–0x7e),
+	// then byte by byte up to the space.
+	for i+8 <= n && printable8(binary.LittleEndian.Uint64(line[i:])) {
+		i += 8
+	}
 	for i < n && line[i] > ' ' && line[i] < 0x7f {
 		i++
 	}
