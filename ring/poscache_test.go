@@ -1,9 +1,9 @@
 package ring
 
 import (
-	"hash/maphash"
 	"cmp"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"slices"
 	"sync"
