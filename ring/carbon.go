@@ -28,6 +28,7 @@ type Carbon struct {
 	entries []Entry // sorted by Pos
 	n       int
 	lower   []uint32 // for every position, the first entry at or after it (len(entries): wrap)
+	owner   []uint16 // for every position, the node of that entry: a lookup of one replica is one load
 }
 
 // Position is a key's place on a carbon ring: MD5's first two bytes.
@@ -74,6 +75,12 @@ func NewCarbon(keys []string) *Carbon {
 			ei++
 		}
 		r.lower[p] = ei
+	}
+	if len(r.entries) > 0 && len(keys) <= 1<<16 {
+		r.owner = make([]uint16, 65536)
+		for p, i := range r.lower {
+			r.owner[p] = uint16(r.entries[int(i)%len(r.entries)].Node)
+		}
 	}
 	return r
 }

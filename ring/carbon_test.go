@@ -54,3 +54,21 @@ func BenchmarkCarbonBuild1000(b *testing.B) {
 		NewCarbon(keys)
 	}
 }
+
+// The one-load owner table picks what the walk picks, on sparse and dense
+// rings.
+func TestOwnerIsWalk(t *testing.T) {
+	all := func(int) bool { return true } // forces the walk
+	host := func(i int) string { return strconv.Itoa(i) }
+	for _, n := range []int{1, 3, 40, 670} {
+		r := NewCarbon(manyKeys(n))
+		for i := range 20000 {
+			name := []byte(fmt.Sprintf("carbon.agents.host%d.cpu", i))
+			fast := r.PickCarbon(nil, name, 1, host, nil)
+			slow := r.PickCarbon(nil, name, 1, host, all)
+			if !slices.Equal(fast, slow) {
+				t.Fatalf("%d nodes, %s: table %v, walk %v", n, name, fast, slow)
+			}
+		}
+	}
+}

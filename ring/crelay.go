@@ -98,7 +98,11 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 	if len(r.entries) == 0 || n <= 0 {
 		return dst
 	}
-	i := int(r.lower[CachedPosition(name)])
+	pos := CachedPosition(name)
+	if n == 1 && live == nil && r.owner != nil {
+		return append(dst, int(r.owner[pos]))
+	}
+	i := int(r.lower[pos])
 	var hostBuf [8]string
 	hosts := hostBuf[:0]
 	for k := 0; k < len(r.entries) && len(dst)-start < n; k++ {

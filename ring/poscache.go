@@ -53,7 +53,7 @@ func CachedPosition(name []byte) uint32 { return positions.get(name, Position) }
 func Prefetch(name []byte) { positions.prefetch(name) }
 
 func (c *posCache) table() *posTable {
-	c.once.Do(func() { c.tab.Store(new(posTable)) })
+	c.once.Do(func() { c.tab.Store(newPosTable()) })
 	return c.tab.Load()
 }
 
@@ -126,7 +126,8 @@ func (c *posCache) prefetch(name []byte) {
 
 // judge looks at the last period: few hits while most misses found their
 // bucket full (names that do not come again within the table) switch the
-// cache off for offPeriods, and then on again with an empty table.
+// cache off for offPeriods, and then on again (what the table holds is
+// still right: a name's position never changes).
 func (c *posCache) judge(n uint64) {
 	if !c.judging.CompareAndSwap(false, true) {
 		return
@@ -135,8 +136,7 @@ func (c *posCache) judge(n uint64) {
 	hits, full := c.hits.Swap(0), c.full.Swap(0)
 	if c.off.Load() {
 		if n >= c.offUntil.Load() {
-			c.tab.Store(new(posTable))
-			c.off.Store(false)
+			c.off.Store(false) // what the table holds is still right: a name's position never changes
 		}
 		return
 	}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package ring
+
+func newPosTable() *posTable { return new(posTable) }
