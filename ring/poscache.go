@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // posCache remembers metric names' carbon_ch positions (an MD5 each; a
@@ -119,9 +120,7 @@ func (c *posCache) prefetch(name []byte) {
 		return
 	}
 	k1 := maphash.Bytes(c.seed1, name) | 1
-	if c.table()[k1>>1%buckets][0][0].Load() == 0 {
-		return // the load is the point; it must not be dropped
-	}
+	prefetch(uintptr(unsafe.Pointer(&c.table()[k1>>1%buckets])))
 }
 
 // judge looks at the last period: few hits while most misses found their
