@@ -103,7 +103,7 @@ func (f *RelayFlags) Register(fs *flag.FlagSet, prefix string) {
 	f.Admin.Register(fs, "/metrics (Prometheus), /healthz, /readyz, /api/v1/..., and a status page on /")
 	fs.IntVar(&f.OutgoingCap, "outgoing-queue-cap", 4096, "In-flight message queue capacity per destination (number of data points)")
 	fs.IntVar(&f.IncomingCap, "incoming-queue-cap", 32768, "In-flight incoming message queue capacity (number of data point batches [100 points max per batch])")
-	fs.Int64Var(&f.IncomingBytes, "incoming-queue-bytes", 64<<20, "Most memory (bytes) the batches in the incoming queue hold; readers wait beyond it (backpressure to the clients). 0: bounded by -incoming-queue-cap only")
+	fs.Int64Var(&f.IncomingBytes, "incoming-queue-bytes", 32<<20, "Most memory (bytes) the batches in the incoming queue hold; readers wait beyond it (backpressure to the clients). 0: bounded by -incoming-queue-cap only")
 	fs.BoolVar(&f.ConsoleOut, "console-out", false, "Dump output to console (every line is also printed to stdout)")
 	fs.StringVar(&f.ConfigFile, "config", "", "carbon-c-relay configuration file (cluster, match, rewrite, include): clusters and rules instead of -destinations and -distribution; SIGHUP (or POST /api/v1/reload) re-reads it")
 	fs.IntVar(&f.AggMaxSeries, "aggregate-max-series", 1_000_000, "Most live aggregate series (one per name a -config aggregate's compute writes); points of new series beyond it are dropped and counted (aggregate_series_limit)")
