@@ -79,6 +79,15 @@ func (s *Sink) serve(ln net.Listener) {
 				return
 			}
 			s.mu.Lock()
+			if s.ln != ln {
+				// Stopped between Accept and here: Stop has closed the
+				// connections it knew, so this one is closed here (else
+				// its reader would keep Stop waiting on a relay that
+				// holds it open).
+				s.mu.Unlock()
+				c.Close()
+				return
+			}
 			s.conns[c] = struct{}{}
 			if tc, ok := c.(*net.TCPConn); ok && s.delay > 0 {
 				tc.SetReadBuffer(32 << 10) // slow: little room in the kernel either
