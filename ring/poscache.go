@@ -26,6 +26,7 @@ type posCache struct {
 	// Lookups of one name in 64 (by its hash) are sampled: counting all
 	// would make the counters' cache line bounce between cores.
 	sampled, hits, full atomic.Uint64
+	allHits             atomic.Uint64 // sampled hits since the start
 	offUntil            atomic.Uint64 // sampled count at which the cache comes back on
 	judging             atomic.Bool
 }
@@ -52,6 +53,13 @@ func CachedPosition(name []byte) uint32 { return positions.get(name, Position) }
 // so that the lookups of a batch (each a miss in a table of megabytes)
 // overlap instead of waiting one after the other. A hint only.
 func Prefetch(name []byte) { positions.prefetch(name) }
+
+// CacheStats is what the position cache has done: of the lookups sampled
+// (one name in 64), how many were hits, and whether it is switched off now
+// (names not repeating).
+func CacheStats() (sampled, hits uint64, off bool) {
+	return positions.sampled.Load(), positions.allHits.Load(), positions.off.Load()
+}
 
 func (c *posCache) table() *posTable {
 	c.once.Do(func() { c.tab.Store(newPosTable()) })
@@ -83,6 +91,7 @@ func (c *posCache) get(name []byte, find func([]byte) uint32) uint32 {
 		if s[0].Load() == k1 && v&^0xffff == k2 {
 			if sample {
 				c.hits.Add(1)
+				c.allHits.Add(1)
 			}
 			return uint32(v & 0xffff)
 		}

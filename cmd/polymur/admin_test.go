@@ -39,6 +39,7 @@ func TestAdminHTTP(t *testing.T) {
 		`polymur_destination_up{destination="`+a.Addr()+`:a"} 1`,
 		`polymur_destination_queue_capacity_points{destination="`+b.Addr()+`:b"} 4096`,
 		"polymur_destination_write_duration_seconds_bucket",
+		"polymur_position_cache_sampled_lookups_total", "polymur_position_cache_off 0",
 		"go_goroutines", "process_resident_memory_bytes")
 
 	// A cross-site form post (any web page the operator visits can send

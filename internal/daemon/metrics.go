@@ -12,6 +12,7 @@ import (
 
 	"github.com/polymur/polymur/admin"
 	"github.com/polymur/polymur/dest"
+	"github.com/polymur/polymur/ring"
 )
 
 // Metric names follow Prometheus conventions: polymur_<what>_<unit>[_total].
@@ -82,6 +83,11 @@ func DestMetrics(p *dest.Set) admin.CollectFunc {
 		Gauge(ch, "polymur_incoming_queue_bytes", "Memory held by the batches in the incoming queue.", float64(s.IncomingBytes))
 		Gauge(ch, "polymur_retry_queue_batches", "Batches waiting in the retry queue.", float64(s.RetryDepth))
 		Gauge(ch, "polymur_destinations", "Registered destinations.", float64(len(s.Destinations)))
+		if sampled, hits, off := ring.CacheStats(); sampled > 0 {
+			Counter(ch, "polymur_position_cache_sampled_lookups_total", "carbon_ch name-position lookups sampled (one name in 64).", float64(sampled))
+			Counter(ch, "polymur_position_cache_sampled_hits_total", "Of those, the ones the cache answered (no MD5).", float64(hits))
+			Gauge(ch, "polymur_position_cache_off", "1 while the position cache is off (names not repeating within it).", float64(b2i(off)))
+		}
 		for _, d := range s.Destinations {
 			l := []string{"destination", d.Name}
 			Counter(ch, "polymur_destination_points_sent_total", "Points written to the destination.", float64(d.Sent), l...)
@@ -162,4 +168,11 @@ func SecondsSince(t time.Time) float64 {
 		return 0
 	}
 	return time.Since(t).Seconds()
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
