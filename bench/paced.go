@@ -287,7 +287,7 @@ func pacedLabel(r run) string {
 	if r.name != "polymur" {
 		return r.name
 	}
-	return strings.TrimSpace("polymur " + strings.TrimPrefix(r.settings, "-config (same file)"))
+	return strings.TrimSpace("polymur " + strings.TrimSpace(strings.TrimPrefix(r.settings, "-config (same file)")))
 }
 
 func pacedRate(v float64) string { return fmt.Sprintf("%.0fk", v/1000) }
