@@ -48,11 +48,11 @@ func New(log *slog.Logger) *Governor {
 		CPU: processCPU, Set: setProcs, Log: log}
 }
 
-var defaultProcs = runtime.GOMAXPROCS(0)
-
 func setProcs(n int) {
 	if n == 0 {
-		runtime.GOMAXPROCS(defaultProcs)
+		// The default, and the runtime's own updates of it again (a
+		// container's CPU limit changing); GOMAXPROCS(n) turned them off.
+		runtime.SetDefaultGOMAXPROCS()
 		return
 	}
 	runtime.GOMAXPROCS(n)
