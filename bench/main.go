@@ -58,7 +58,7 @@ func main() {
 	var paced string
 	flag.StringVar(&paced, "paced-rates", "20000,50000,200000", "lines/s of the paced scenario (10 connections, latency measured)")
 	flag.DurationVar(&o.pacedFor, "paced-for", 10*time.Second, "how long each paced run sends")
-	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, shapes, paced, ceilings, extra or statsd")
+	flag.StringVar(&o.only, "only", "", "run one part only: carbon, routing, aggregate, shapes (shapes:realistic or shapes:2000 for one of them), paced, ceilings, extra or statsd")
 	forward := flag.String("forward", "", "(internal) run as the ceiling forwarder listening here")
 	to := flag.String("to", "", "(internal) the forwarder's destination")
 	split := flag.Bool("split", false, "(internal) the forwarder splits lines")
@@ -165,8 +165,8 @@ func bench(o options) error {
 		}
 		extras = section(extras, "Aggregation (one carbon-c-relay configuration, both relays, three rounds interleaved; delivered: the markers sent after every 10,000 points of a connection, each arriving once every point before it was aggregated; a relay that does not finish in the time allowed is rated on the points its markers show it took):", roundsHeader, rows)
 	}
-	if o.only == "" || o.only == "shapes" {
-		rows, err := shapesRun(o.bin, peer, o.timeout)
+	if o.only == "" || strings.HasPrefix(o.only, "shapes") {
+		rows, err := shapesRun(o.bin, peer, strings.TrimPrefix(strings.TrimPrefix(o.only, "shapes"), ":"), o.timeout)
 		if err != nil {
 			return err
 		}

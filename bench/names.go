@@ -81,20 +81,25 @@ func hashOnce(r run, in input, timeout time.Duration) (measured, error) {
 
 // shapesRun measures hash-route on realistic names (20 connections) and on
 // 2,000 connections of 500 lines, three rounds interleaved with the peer.
-func shapesRun(bin, peer string, timeout time.Duration) ([]string, error) {
+func shapesRun(bin, peer, only string, timeout time.Duration) ([]string, error) {
 	var rows []string
 	for _, s := range []struct {
+		key  string
 		what string
-		in   input
+		in   func() input
 		peer []string
 	}{
-		{"realistic names (100k × 20 intervals, 40–120 B)", realisticInput(100_000, 20, 20), nil},
+		{"realistic", "realistic names (100k × 20 intervals, 40–120 B)", func() input { return realisticInput(100_000, 20, 20) }, nil},
 		// carbon-c-relay's listen backlog is 32 unless -B: 2,000 clients
 		// connecting at once would be refused.
-		{"2,000 connections × 500 lines", generate(1_000_000, 2000), []string{"-B", "4096"}},
+		{"2000", "2,000 connections × 500 lines", func() input { return generate(1_000_000, 2000) }, []string{"-B", "4096"}},
 	} {
+		if only != "" && only != s.key {
+			continue
+		}
+		in := s.in()
 		runs := configRuns(bin, peer, "-config carbon_ch, 3 sinks", s.peer...)
-		r, err := interleaved("hash-route, "+s.what, runs, len(s.in.bufs), func(r run) (measured, error) { return hashOnce(r, s.in, timeout) })
+		r, err := interleaved("hash-route, "+s.what, runs, len(in.bufs), func(r run) (measured, error) { return hashOnce(r, in, timeout) })
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/polymur/polymur/internal/testutil"
 	"github.com/polymur/polymur/ring"
 )
 
@@ -58,24 +59,7 @@ func BenchmarkRouteCarbonCH(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	words := []string{"cpu", "memory", "disk", "network", "interface", "eth0", "nginx", "requests", "latency", "upstream", "p99", "errors"}
-	// One buffer read in order, as the relay reads its input: the names
-	// are where the line was just read, not cache misses of their own.
-	var all strings.Builder
-	ends := make([]int, 100_000)
-	for i := range ends {
-		name := fmt.Sprintf("bench.prod.dc%d.host-%05d", i%4, i/50)
-		for j := 0; len(name) < 40+(i*7919)%81; j++ {
-			name += "." + words[(i+j*13)%len(words)]
-		}
-		all.WriteString(name)
-		ends[i] = all.Len()
-	}
-	buf := all.String()
-	names := make([]string, len(ends))
-	for i := range ends {
-		names[i] = buf[ends[max(i, 1)-1]*min(i, 1) : ends[i]]
-	}
+	names := testutil.RealisticNames(100_000)
 	live := func(*Server) bool { return true }
 	for _, prefetch := range []bool{false, true} {
 		// prefetched: as the relay routes a batch, its names' position
@@ -87,11 +71,11 @@ func BenchmarkRouteCarbonCH(b *testing.B) {
 			for b.Loop() {
 				if prefetch && i%512 == 0 {
 					for j := i; j < i+512; j++ {
-						n := names[j%len(names)]
-						ring.Prefetch(unsafe.Slice(unsafe.StringData(n), len(n)))
+						ring.Prefetch(names[j%len(names)])
 					}
 				}
-				ds = tb.Route(ds[:0], names[i%len(names)], "", live)
+				n := names[i%len(names)]
+				ds = tb.Route(ds[:0], unsafe.String(unsafe.SliceData(n), len(n)), "", live)
 				i++
 			}
 		})

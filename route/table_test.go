@@ -3,6 +3,7 @@ package route
 import (
 	"bufio"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -71,4 +72,39 @@ func TestCarbonCHFollowsCarbon(t *testing.T) {
 		t.Fatalf("only %d vectors checked", checked)
 	}
 	t.Logf("%d vectors, every one where carbon puts it", checked)
+}
+
+// TestDirect: the tables whose every metric goes unchanged to the clusters
+// of a first "match *" rule, and those that need the rule walk.
+func TestDirect(t *testing.T) {
+	cl := "cluster a forward 127.0.0.1:2003;\ncluster b carbon_ch 127.0.0.1:2004 127.0.0.2:2004;\ncluster f file /dev/null;\n"
+	for _, tc := range []struct {
+		rules string
+		want  []string
+	}{
+		{"match * send to a;", []string{"a"}},
+		{"match * send to a b stop;\nmatch x send to b;", []string{"a", "b"}},
+		{"match * send to b stop;\nrewrite x into y;", []string{"b"}},
+		{"match * send to a;\nmatch x send to b;", nil},       // no stop: the next rule may match too
+		{"match x send to a;", nil},                           // not every metric
+		{"match * x send to a stop;", []string{"a"}},          // * among others is every metric
+		{"rewrite x into y;\nmatch * send to a;", nil},        // a rewrite first
+		{"match * validate ^[0-9] else drop send to a;", nil}, // validated
+		{"match * route using ^a send to b;", nil},            // another key
+		{"match * send to blackhole;", nil},                   // nothing sent
+		{"match * send to a f;", nil},                         // a file cluster
+		{"aggregate a.* every 10 seconds expire after 20 seconds compute sum write to s;\nmatch * send to a;", nil},
+	} {
+		tb, err := Parse("t.conf", cl+tc.rules)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.rules, err)
+		}
+		var got []string
+		for _, c := range tb.Direct() {
+			got = append(got, c.Name)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: direct %v, want %v", tc.rules, got, tc.want)
+		}
+	}
 }

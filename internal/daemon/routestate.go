@@ -48,6 +48,9 @@ func (tr *tableRoutes) HashesCarbon() bool {
 func (tr *tableRoutes) NewRoute() dest.RouteFunc {
 	st := &routeState{t: tr.t, files: tr.files, agg: tr.agg}
 	st.live = func(s *route.Server) bool { return st.up(s.Index()) }
+	if st.direct = tr.t.Direct(); st.direct != nil {
+		return st.routeDirect
+	}
 	return st.route
 }
 
@@ -60,6 +63,10 @@ type routeState struct {
 	ds    []route.Delivery
 	up    func(int) bool
 	live  func(*route.Server) bool
+	// direct: the clusters every metric goes to, when that is all the
+	// table does (route.Table.Direct), and the picks' scratch.
+	direct []*route.Cluster
+	idx    []int
 }
 
 // route is the table's deliveries for one line, as placements.
@@ -110,4 +117,27 @@ func (st *routeState) route(dst []dest.Placement, name, rest []byte, via any, up
 	}
 	st.up = nil
 	return dst, why
+}
+
+// routeDirect is route for a table that sends every metric, unchanged, to
+// its direct clusters: the picks, without walking the rules. An
+// aggregate's output goes the full way.
+func (st *routeState) routeDirect(dst []dest.Placement, name, rest []byte, via any, up func(int) bool) ([]dest.Placement, string) {
+	if via != nil {
+		return st.route(dst, name, rest, via, up)
+	}
+	st.up = up
+	live := st.live
+	if up == nil {
+		live = nil
+	}
+	for _, c := range st.direct {
+		st.idx = c.Pick(st.idx[:0], name, live)
+		for _, i := range st.idx {
+			s := c.Members[i]
+			dst = append(dst, dest.Placement{Dest: s.Addr(), Node: s.Index()})
+		}
+	}
+	st.up = nil
+	return dst, ""
 }
