@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 func TestParse(t *testing.T) {
@@ -80,10 +83,20 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 }
 
 func splitAll(t testing.TB, input string, chunk, maxLine, batchSize int) ([]string, Counts) {
+	got, _, counts := splitWith(t, input, chunk, maxLine, batchSize, false)
+	return got, counts
+}
+
+// splitWith splits input read chunk bytes at a time, the one-pass way for
+// ordinary lines or (slow) every line the full way: the lines, their name
+// lengths and the counts.
+func splitWith(t testing.TB, input string, chunk, maxLine, batchSize int, slow bool) ([]string, []uint32, Counts) {
 	sp := NewSplitter(LevelCarbon, maxLine)
+	sp.slow = slow
 	defer sp.Release()
 	r := &chunkReader{data: []byte(input), n: chunk}
 	var got []string
+	var names []uint32
 	b := Get()
 	collect := func() {
 		for i := range b.Lines {
@@ -92,6 +105,7 @@ func splitAll(t testing.TB, input string, chunk, maxLine, batchSize int) ([]stri
 				t.Fatalf("line without newline: %q", line)
 			}
 			got = append(got, string(line[:len(line)-1]))
+			names = append(names, b.Lines[i].NameLen)
 		}
 		b.Release()
 		b = Get()
@@ -108,7 +122,7 @@ func splitAll(t testing.TB, input string, chunk, maxLine, batchSize int) ([]stri
 		}
 	}
 	b.Release()
-	return got, sp.Counts
+	return got, names, sp.Counts
 }
 
 func TestSplitter(t *testing.T) {
@@ -232,13 +246,20 @@ func FuzzParse(f *testing.F) {
 func FuzzSplitter(f *testing.F) {
 	f.Add("a 1 2\nb 3 4\n", 3)
 	f.Add("\n\n\r\n x y z\n", 1)
+	f.Add("servers.web01.cpu.user.percent 12.5 1700000000\na.b -1 2\nlong.name.with.many.parts.x 0.25 17\nx 1 2 3\n", 7)
+	f.Add("abcdefghijklmnopqrstuvwxyz0123456789 123456789012.5 12345678901234567\n", 64)
 	f.Fuzz(func(t *testing.T, input string, chunk int) {
 		if chunk < 1 || chunk > 1<<16 {
 			chunk = 1
 		}
-		got, counts := splitAll(t, input, chunk, 32, 3)
+		got, names, counts := splitWith(t, input, chunk, 32, 3, false)
 		if uint64(len(got)) != counts.Accepted {
 			t.Fatalf("%d lines out, %d accepted", len(got), counts.Accepted)
+		}
+		// The one-pass way gives what the full rules give, line by line.
+		slow, slowNames, slowCounts := splitWith(t, input, chunk, 32, 3, true)
+		if !slices.Equal(got, slow) || !slices.Equal(names, slowNames) || counts != slowCounts {
+			t.Fatalf("one pass %q %v %+v, full rules %q %v %+v", got, names, counts, slow, slowNames, slowCounts)
 		}
 		for _, l := range got {
 			if _, r := Parse([]byte(l), LevelCarbon); r != ReasonOK || strings.ContainsAny(l, "\n\r") {
@@ -386,40 +407,89 @@ func TestPlainLine(t *testing.T) {
 	}
 }
 
-// printable8 agrees with the byte-wise test: every byte value at every
-// position among printable neighbours, and random words.
-func TestPrintable8(t *testing.T) {
-	naive := func(b []byte) bool {
-		for _, c := range b {
-			if c <= ' ' || c >= 0x7f {
-				return false
+// The SWAR masks agree with the byte-wise tests: the first byte they flag
+// is the first byte out of range (and printable8 says whether there is
+// one), for every byte value at every position among in-range and
+// out-of-range neighbours, and for random words.
+func TestSWARMasks(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mask  func(uint64) uint64
+		in    func(byte) bool
+		fills []byte
+	}{
+		{"unprintable8", unprintable8, func(c byte) bool { return c > ' ' && c < 0x7f }, []byte{'!', 'a', '~', 0xff, 0x00, 0x7f, ' ', 0x80}},
+		{"nondigit8", nondigit8, func(c byte) bool { return c >= '0' && c <= '9' }, []byte{'0', '9', '5', '/', ':', 0xff, 0x00, 0xb9, 0xba}},
+	} {
+		check := func(b []byte) {
+			first := 8
+			for i, c := range b {
+				if !tc.in(c) {
+					first = i
+					break
+				}
+			}
+			got := 8
+			if m := tc.mask(binary.LittleEndian.Uint64(b)); m != 0 {
+				got = bits.TrailingZeros64(m) >> 3
+			}
+			if got != first {
+				t.Fatalf("%s(%q): first out of range at %d, want %d", tc.name, b, got, first)
+			}
+			if tc.name == "unprintable8" && printable8(binary.LittleEndian.Uint64(b)) != (first == 8) {
+				t.Fatalf("printable8(%q) = %v", b, first != 8)
 			}
 		}
-		return true
-	}
-	check := func(b []byte) {
-		if got, want := printable8(binary.LittleEndian.Uint64(b)), naive(b); got != want {
-			t.Fatalf("printable8(%q) = %v, want %v", b, got, want)
-		}
-	}
-	for _, fill := range []byte{'!', 'a', '~', 0xff, 0x00, 0x7f, ' '} {
-		for pos := range 8 {
-			for v := range 256 {
-				b := bytes.Repeat([]byte{fill}, 8)
-				b[pos] = byte(v)
-				check(b)
+		for _, fill := range tc.fills {
+			for pos := range 8 {
+				for v := range 256 {
+					b := bytes.Repeat([]byte{fill}, 8)
+					b[pos] = byte(v)
+					check(b)
+				}
 			}
 		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		for range 1_000_000 {
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], rng.Uint64())
+			for i := range b {
+				if rng.IntN(4) > 0 {
+					b[i] = tc.fills[rng.IntN(3)] // mostly in range
+				}
+			}
+			check(b[:])
+		}
 	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for range 1_000_000 {
-		var b [8]byte
-		binary.LittleEndian.PutUint64(b[:], rng.Uint64())
-		for i := range b {
-			if rng.IntN(4) > 0 {
-				b[i] = byte(0x21 + rng.IntN(0x5e)) // mostly printable
+}
+
+// BenchmarkSplitterRealistic is the traffic-shapes input: names of 40–120
+// bytes, two-decimal values, one read buffer after another.
+func BenchmarkSplitterRealistic(b *testing.B) {
+	var buf bytes.Buffer
+	for i, name := range testutil.RealisticNames(20000) {
+		fmt.Fprintf(&buf, "%s %.2f 1700000000\n", name, float64(i%9973)/7)
+	}
+	data := buf.Bytes()
+	lines := bytes.Count(data, []byte("\n"))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		sp := NewSplitter(LevelCarbon, 16384)
+		r := bytes.NewReader(data)
+		out := Get()
+		for {
+			_, err := sp.Fill(r)
+			for sp.Next(out, 500) {
+				out.Release()
+				out = Get()
+			}
+			if err != nil {
+				break
 			}
 		}
-		check(b[:])
+		out.Release()
+		sp.Release()
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 }

@@ -3,6 +3,7 @@ package batch
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -106,69 +107,111 @@ func Parse(line []byte, level Level) (Parsed, Reason) {
 	return parseFull(line, level)
 }
 
-// printable8 reports whether all eight bytes of x are in 0x21–0x7e: none
-// below 0x21 (the "has a byte less than" test) and none at or above 0x7f
-// (adding one sets the high bit of 0x7f; 0x80 and up have it already).
-func printable8(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	below := (x - 0x21*ones) &^ x & highs
-	above := (x | (x + ones)) & highs
-	return below|above == 0
-}
+// The SWAR masks below flag, in its high bit, the first byte of a
+// little-endian word that is outside a range, exactly: no borrow or carry
+// reaches it from the bytes before, which are all in range. Bytes after it
+// may be flagged too.
+const ones, highs = 0x0101010101010101, 0x8080808080808080
 
-// plainLine is the ordinary line, "name -?D[.D] D" with single spaces and a
-// name of printable ASCII, checked in one pass; anything else (and so every
-// rejection) is left to parseFull. What it accepts parseFull accepts the
-// same way at the carbon and strict levels (fuzzed: FuzzParse).
-func plainLine(line []byte) (Parsed, bool) {
-	i, n := 0, len(line)
-	// Eight name bytes at a time while all are printable (0x21–0x7e),
-	// then byte by byte up to the space.
-	for i+8 <= n && printable8(binary.LittleEndian.Uint64(line[i:])) {
+// unprintable8 flags the first byte of x outside 0x21–0x7e: below 0x21
+// the subtraction wraps it, 0x7f plus one sets its high bit, and 0x80 and
+// up have it already.
+func unprintable8(x uint64) uint64 { return ((x - 0x21*ones) | x | (x + ones)) & highs }
+
+// nondigit8 flags the first byte of x outside '0'–'9'.
+func nondigit8(x uint64) uint64 { return ((x - '0'*ones) | x | (x + (0x80-':')*ones)) & highs }
+
+// printable8 reports whether all eight bytes of x are in 0x21–0x7e.
+func printable8(x uint64) bool { return unprintable8(x) == 0 }
+
+// printableRun is the index of the first byte of b at or after i outside
+// 0x21–0x7e (len(b) when there is none): sixteen bytes at a time, then
+// eight, then one.
+func printableRun(b []byte, i int) int {
+	for ; i+16 <= len(b); i += 16 {
+		m1, m2 := unprintable8(binary.LittleEndian.Uint64(b[i:])), unprintable8(binary.LittleEndian.Uint64(b[i+8:]))
+		if m1|m2 != 0 {
+			if m1 != 0 {
+				return i + bits.TrailingZeros64(m1)>>3
+			}
+			return i + 8 + bits.TrailingZeros64(m2)>>3
+		}
+	}
+	if i+8 <= len(b) {
+		if m := unprintable8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
 		i += 8
 	}
-	for i < n && line[i] > ' ' && line[i] < 0x7f {
+	for i < len(b) && b[i] > ' ' && b[i] < 0x7f {
 		i++
 	}
-	if i == 0 || i == n || line[i] != ' ' {
-		return Parsed{}, false
+	return i
+}
+
+// digitRun is the index of the first byte of b at or after i that is not a
+// decimal digit (len(b) when there is none).
+func digitRun(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if m := nondigit8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)>>3
+		}
 	}
-	name := line[:i]
+	for i < len(b) && b[i]-'0' <= 9 {
+		i++
+	}
+	return i
+}
+
+// plainScan reads an ordinary line, "name -?D[.D] D" with single spaces
+// and a name of printable ASCII, from the start of b: the name's length
+// (0: b does not start so), where the value ends and where the
+// timestamp's digits end. What follows them is the caller's to check (the
+// end of the line, or its newline).
+func plainScan(b []byte) (nameLen, valEnd, tsEnd int) {
+	n := len(b)
+	i := printableRun(b, 0)
+	if i == 0 || i == n || b[i] != ' ' {
+		return 0, 0, 0
+	}
+	nameLen = i
 	i++
-	vs := i
-	if i < n && line[i] == '-' {
+	if i < n && b[i] == '-' {
 		i++
 	}
 	d := i
-	for i < n && line[i]-'0' <= 9 {
-		i++
+	if i = digitRun(b, i); i == d {
+		return 0, 0, 0
 	}
-	if i == d {
-		return Parsed{}, false
-	}
-	if i < n && line[i] == '.' {
+	if i < n && b[i] == '.' {
 		i++
 		d = i
-		for i < n && line[i]-'0' <= 9 {
-			i++
-		}
-		if i == d {
-			return Parsed{}, false
+		if i = digitRun(b, i); i == d {
+			return 0, 0, 0
 		}
 	}
-	if i == n || line[i] != ' ' {
-		return Parsed{}, false
+	if i == n || b[i] != ' ' {
+		return 0, 0, 0
 	}
-	value := line[vs:i]
+	valEnd = i
 	i++
-	ts := i
-	for i < n && line[i]-'0' <= 9 {
-		i++
+	d = i
+	if i = digitRun(b, i); i == d {
+		return 0, 0, 0
 	}
-	if i != n || i == ts {
+	return nameLen, valEnd, i
+}
+
+// plainLine is the ordinary line, checked in one pass; anything else (and
+// so every rejection) is left to parseFull. What it accepts parseFull
+// accepts the same way at the carbon and strict levels (fuzzed:
+// FuzzParse).
+func plainLine(line []byte) (Parsed, bool) {
+	nameLen, valEnd, tsEnd := plainScan(line)
+	if nameLen == 0 || tsEnd != len(line) {
 		return Parsed{}, false
 	}
-	return Parsed{Name: name, Value: value, TS: line[ts:], Canonical: true}, true
+	return Parsed{Name: line[:nameLen], Value: line[nameLen+1 : valEnd], TS: line[valEnd+1:], Canonical: true}, true
 }
 
 // parseFull is Parse for every line: carbon's rules field by field.
