@@ -20,11 +20,28 @@ type router struct {
 	route  RouteFunc      // routed: this router's own, with its scratch
 	// routed: the table hashes names on a carbon_ch ring
 	prefetch bool
-	tick     *time.Ticker // re-checks destination state while blocked
+	// routed: the table sends every line to one member of this ring (to:
+	// each node's placement); pos are a batch's positions on it
+	one    *ring.Carbon
+	to     []Placement
+	pos    []uint32
+	cur    *batch.Batch       // the batch being placed, for nameOf
+	nameOf func(i int) []byte // cur's i-th name
+	tick   *time.Ticker       // re-checks destination state while blocked
 }
 
 func newRouter(p *Set) *router {
-	return &router{p: p, tick: time.NewTicker(100 * time.Millisecond)}
+	r := &router{p: p, tick: time.NewTicker(100 * time.Millisecond)}
+	r.nameOf = func(i int) []byte { return r.cur.Name(i) }
+	return r
+}
+
+// positions are b's names' ring positions, looked up together.
+func (r *router) positions(b *batch.Batch) []uint32 {
+	r.cur = b
+	r.pos = ring.Positions(r.pos[:0], len(b.Lines), r.nameOf)
+	r.cur = nil
+	return r.pos
 }
 
 func (r *router) stop() { r.tick.Stop() }
@@ -67,21 +84,36 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 		r.out = make([]*batch.Batch, len(v.dests))
 	}
 	out := r.out[:len(v.dests)]
-	prefetchNames(b)
-	for i := range b.Lines {
-		node := t[position(b.Name(i))]
+	for i, pos := range r.positions(b) {
+		node := t[pos]
 		if out[node] == nil {
 			out[node] = batch.Get()
 		}
 		out[node].AppendLine(b, i)
 	}
+	r.deliverAll(ctx, v, b)
+}
+
+// deliverAll releases b, whose lines were placed in r.out, and delivers
+// each destination's batch.
+func (r *router) deliverAll(ctx context.Context, v *view, b *batch.Batch) {
 	b.Release()
-	for node, ob := range out {
+	for node, ob := range r.out[:len(v.dests)] {
 		if ob != nil {
-			out[node] = nil
+			r.out[node] = nil
 			r.deliver(ctx, v, v.dests[node], ob)
 		}
 	}
+}
+
+// node is the index in v of the destination pl names: its Node, or by its
+// name when the table's numbering is not v's (a reload is adding it).
+func (r *router) node(v *view, pl Placement) (int, bool) {
+	if pl.Node >= 0 && pl.Node < len(v.dests) {
+		return pl.Node, true
+	}
+	node, ok := v.byName[pl.Dest]
+	return node, ok
 }
 
 // prefetchNames starts loading the position-cache slots of b's names, so
@@ -106,6 +138,27 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 		r.routes, r.route = v.routes, v.routes.NewRoute()
 		cr, ok := v.routes.(carbonRoutes)
 		r.prefetch = ok && cr.HashesCarbon()
+		r.one, r.to = nil, nil
+		if or, ok := v.routes.(oneRing); ok {
+			r.one, r.to = or.OneRing()
+		}
+	}
+	if r.one != nil && b.Via == nil {
+		// One ring member per line, by position: the batch's positions
+		// together, then one table load each.
+		for i, pos := range r.positions(b) {
+			node, ok := r.node(v, r.to[r.one.OwnerAt(pos)])
+			if !ok {
+				p.drops.add(DropNoDestination, 1)
+				continue
+			}
+			if out[node] == nil {
+				out[node] = batch.Get()
+			}
+			out[node].AppendLine(b, i)
+		}
+		r.deliverAll(ctx, v, b)
+		return
 	}
 	if r.prefetch {
 		prefetchNames(b)
@@ -123,10 +176,7 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 			continue
 		}
 		for _, pl := range r.pls {
-			node, ok := pl.Node, pl.Node >= 0 && pl.Node < len(v.dests)
-			if !ok {
-				node, ok = v.byName[pl.Dest]
-			}
+			node, ok := r.node(v, pl)
 			if !ok {
 				// The table names a destination this view does not have
 				// (a reload is adding it): counted, never silent.
@@ -155,13 +205,7 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 			}
 		}
 	}
-	b.Release()
-	for node, ob := range out {
-		if ob != nil {
-			out[node] = nil
-			r.deliver(ctx, v, v.dests[node], ob)
-		}
-	}
+	r.deliverAll(ctx, v, b)
 }
 
 // deliver queues b (owned) for d, blocking while d is healthy or being

@@ -84,6 +84,14 @@ type Routes interface{ NewRoute() RouteFunc }
 // router then prefetches a batch's name positions before routing it.
 type carbonRoutes interface{ HashesCarbon() bool }
 
+// oneRing is Routes that may send every line, under its own name, to one
+// member of one carbon_ch ring chosen by the name's position alone: to is
+// each ring node's placement. The router then looks a batch's positions up
+// together (ring.Positions). r is nil when the table does not route so.
+type oneRing interface {
+	OneRing() (r *ring.Carbon, to []Placement)
+}
+
 // ParseMode maps the -distribution flag value to a Mode.
 func ParseMode(s string) (Mode, error) {
 	switch s {

@@ -29,6 +29,7 @@ type Carbon struct {
 	n       int
 	lower   []uint32 // for every position, the first entry at or after it (len(entries): wrap)
 	owner   []uint16 // for every position, the node of that entry: a lookup of one replica is one load
+	owner8  []uint8  // owner in a byte, for rings of up to 256 nodes (64 KiB stays in a core's cache)
 }
 
 // Position is a key's place on a carbon ring: MD5's first two bytes.
@@ -80,6 +81,13 @@ func NewCarbon(keys []string) *Carbon {
 		r.owner = make([]uint16, 65536)
 		for p, i := range r.lower {
 			r.owner[p] = uint16(r.entries[int(i)%len(r.entries)].Node)
+		}
+		if len(keys) <= 1<<8 {
+			r.owner8 = make([]uint8, 65536)
+			for p, o := range r.owner {
+				r.owner8[p] = uint8(o)
+			}
+			r.owner = nil
 		}
 	}
 	return r

@@ -60,7 +60,7 @@ func BenchmarkCarbonBuild1000(b *testing.B) {
 func TestOwnerIsWalk(t *testing.T) {
 	all := func(int) bool { return true } // forces the walk
 	host := func(i int) string { return strconv.Itoa(i) }
-	for _, n := range []int{1, 3, 40, 670} {
+	for _, n := range []int{1, 3, 40, 256, 257, 670} {
 		r := NewCarbon(manyKeys(n))
 		for i := range 20000 {
 			name := []byte(fmt.Sprintf("carbon.agents.host%d.cpu", i))

@@ -99,8 +99,13 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 		return dst
 	}
 	pos := CachedPosition(name)
-	if n == 1 && live == nil && r.owner != nil {
-		return append(dst, int(r.owner[pos]))
+	if n == 1 && live == nil {
+		switch {
+		case r.owner8 != nil:
+			return append(dst, int(r.owner8[pos]))
+		case r.owner != nil:
+			return append(dst, int(r.owner[pos]))
+		}
 	}
 	i := int(r.lower[pos])
 	var hostBuf [8]string
@@ -118,6 +123,27 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 		dst = append(dst, node)
 	}
 	return dst
+}
+
+// Owner is the node a name goes to on the ring with one replica, every
+// node live (PickCarbon's answer then): -1 when the ring is empty.
+func (r *Carbon) Owner(name []byte) int {
+	if len(r.entries) == 0 {
+		return -1
+	}
+	return r.OwnerAt(CachedPosition(name))
+}
+
+// OwnerAt is Owner for a name at position pos (below 65536) of a ring that
+// is not empty.
+func (r *Carbon) OwnerAt(pos uint32) int {
+	switch {
+	case r.owner8 != nil:
+		return int(r.owner8[pos])
+	case r.owner != nil:
+		return int(r.owner[pos])
+	}
+	return r.entries[int(r.lower[pos])%len(r.entries)].Node
 }
 
 // walk is carbon-c-relay's lookup: the first entry at or after pos (lower

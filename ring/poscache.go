@@ -49,6 +49,12 @@ var positions = &posCache{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 // CachedPosition is Position(name), remembered for names seen before.
 func CachedPosition(name []byte) uint32 { return positions.get(name, Position) }
 
+// Positions appends CachedPosition of n names, name(i) the i-th: the
+// lookups of a batch, each name hashed once and the misses overlapping.
+func Positions(dst []uint32, n int, name func(i int) []byte) []uint32 {
+	return positions.many(dst, n, name, Position)
+}
+
 // Prefetch starts loading the cache slot of a name about to be looked up,
 // so that the lookups of a batch (each a miss in a table of megabytes)
 // overlap instead of waiting one after the other. A hint only.
@@ -70,18 +76,71 @@ func (c *posCache) table() *posTable {
 // and then remembered.
 func (c *posCache) get(name []byte, find func([]byte) uint32) uint32 {
 	k1 := maphash.Bytes(c.seed1, name)
-	sample := k1>>58 == 0
-	if sample {
+	if c.sample(k1) {
+		return find(name)
+	}
+	return c.lookup(c.table(), name, k1, maphash.Bytes(c.seed2, name), find)
+}
+
+// sample counts the sampled lookups (judging the cache every period) and
+// reports whether the cache is off.
+func (c *posCache) sample(k1 uint64) (off bool) {
+	if k1>>58 == 0 {
 		if n := c.sampled.Add(1); n%period == 0 {
 			c.judge(n)
 		}
 	}
-	if c.off.Load() {
-		return find(name)
+	return c.off.Load()
+}
+
+// chunk is how many names many hashes and prefetches before it looks them
+// up: enough for the first slot to have arrived when its turn comes.
+const chunk = 32
+
+// many appends the positions of n names (name(i) the i-th), each name
+// hashed once: a chunk's names are hashed and their slots prefetched, then
+// looked up.
+func (c *posCache) many(dst []uint32, n int, name func(int) []byte, find func([]byte) uint32) []uint32 {
+	var keys [chunk][2]uint64
+	var tab *posTable
+	for base := 0; base < n; base += chunk {
+		m := min(chunk, n-base)
+		if c.off.Load() {
+			for j := range m {
+				nm := name(base + j)
+				c.sample(maphash.Bytes(c.seed1, nm))
+				dst = append(dst, find(nm))
+			}
+			continue
+		}
+		if tab == nil {
+			tab = c.table()
+		}
+		for j := range m {
+			nm := name(base + j)
+			k1 := maphash.Bytes(c.seed1, nm)
+			keys[j] = [2]uint64{k1, maphash.Bytes(c.seed2, nm)}
+			prefetch(uintptr(unsafe.Pointer(&tab[(k1|1)>>1%buckets])))
+		}
+		for j := range m {
+			nm := name(base + j)
+			if c.sample(keys[j][0]) {
+				dst = append(dst, find(nm))
+				continue
+			}
+			dst = append(dst, c.lookup(tab, nm, keys[j][0], keys[j][1], find))
+		}
 	}
+	return dst
+}
+
+// lookup is find(name) from the cache or from find and then remembered;
+// k1 and k2 are the name's hashes under the two seeds.
+func (c *posCache) lookup(tab *posTable, name []byte, k1, k2 uint64, find func([]byte) uint32) uint32 {
+	sample := k1>>58 == 0
 	k1 |= 1 // 0 marks an empty slot
-	k2 := maphash.Bytes(c.seed2, name) &^ 0xffff
-	bk := &c.table()[k1>>1%buckets]
+	k2 &^= 0xffff
+	bk := &tab[k1>>1%buckets]
 	for w := range bk {
 		s := &bk[w]
 		if s[0].Load() != k1 {

@@ -12,7 +12,8 @@ import (
 
 // The cache gives Position's answer for every name: repeated names (hits),
 // unique names (it grows, then switches off and back on), from several
-// goroutines at once (go test -race checks the slots' sequence numbers).
+// goroutines at once, one by one and in batches (go test -race checks the
+// slots' sequence numbers).
 func TestPosCacheIsPosition(t *testing.T) {
 	c := &posCache{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed()}
 	var misses int
@@ -22,18 +23,32 @@ func TestPosCacheIsPosition(t *testing.T) {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(g), 1))
 			bad := 0
-			var buf []byte
+			var names [][]byte
+			var got []uint32
 			for i := range 400_000 {
 				var name []byte
 				if i < 200_000 {
-					name = fmt.Appendf(buf[:0], "servers.host%d.cpu.total.user", rng.IntN(50_000)) // repeats
+					name = fmt.Appendf(nil, "servers.host%d.cpu.total.user", rng.IntN(50_000)) // repeats
 				} else {
-					name = fmt.Appendf(buf[:0], "unique.%d.%d.requests", g, i) // never again
+					name = fmt.Appendf(nil, "unique.%d.%d.requests", g, i) // never again
 				}
-				if c.get(name, Position) != Position(name) {
-					bad++
+				if g%2 == 0 { // one by one
+					if c.get(name, Position) != Position(name) {
+						bad++
+					}
+					continue
 				}
-				buf = name
+				// in batches of 1–100, as a distributor looks them up
+				if names = append(names, name); len(names) < 1+(i*7919)%100 && i < 399_999 {
+					continue
+				}
+				got = c.many(got[:0], len(names), func(i int) []byte { return names[i] }, Position)
+				for j, n := range names {
+					if got[j] != Position(n) {
+						bad++
+					}
+				}
+				names = names[:0]
 			}
 			mu.Lock()
 			misses += bad

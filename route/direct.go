@@ -1,6 +1,10 @@
 package route
 
-import "unsafe"
+import (
+	"unsafe"
+
+	"github.com/polymur/polymur/ring"
+)
 
 // Direct returns the clusters every metric goes to, under its own name,
 // when that is all the table does: its first rule is "match * send to …"
@@ -32,4 +36,29 @@ func (t *Table) Direct() []*Cluster {
 // server is up.
 func (c *Cluster) Pick(dst []int, key []byte, live func(*Server) bool) []int {
 	return c.pick(dst, unsafe.String(unsafe.SliceData(key), len(key)), live)
+}
+
+// Single reports whether c sends every key to exactly one member chosen by
+// the key alone, whatever is up (carbon_ch with one replica, not dynamic):
+// then PickOne is its pick.
+func (c *Cluster) Single() bool {
+	return c.Kind == CarbonCH && c.Replication == 1 && !c.Dynamic && c.carbon != nil
+}
+
+// PickOne is the member (its index in c.Members) a Single cluster sends
+// key to; -1 when it has none.
+func (c *Cluster) PickOne(key []byte) int {
+	if len(c.Members) == 0 {
+		return -1
+	}
+	return c.carbon.Owner(key)
+}
+
+// Ring is a Single cluster's ring (node i is member i); nil for the others
+// and while the cluster has no members.
+func (c *Cluster) Ring() *ring.Carbon {
+	if !c.Single() || len(c.Members) == 0 {
+		return nil
+	}
+	return c.carbon
 }

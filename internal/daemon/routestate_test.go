@@ -16,9 +16,11 @@ const directCarbon = "cluster out carbon_ch\n 127.0.0.1:2101=a\n 127.0.0.1:2102=
 
 // TestDirectRouteIsRoute: for tables that route.Table.Direct takes, the
 // direct way gives every name the placements the rule walk gives, with
-// every destination up, some down, and no liveness at all.
+// every destination up, some down, and no liveness at all; and so does a
+// batch's lookup by position when the table is one carbon_ch ring.
 func TestDirectRouteIsRoute(t *testing.T) {
 	servers := " 127.0.0.1:2101=a 127.0.0.2:2102=b 127.0.0.3:2103=c 127.0.0.4:2104=d;\n"
+	rings := 0
 	for _, conf := range []string{
 		directCarbon,
 		"cluster out carbon_ch replication 2" + servers + "match * send to out stop;\n",
@@ -34,9 +36,14 @@ func TestDirectRouteIsRoute(t *testing.T) {
 		if tb.Direct() == nil {
 			t.Fatalf("not direct:\n%s", conf)
 		}
-		st := newTableRoutes(tb, nil).NewRoute()
+		tr := newTableRoutes(tb, nil)
+		st := tr.NewRoute()
+		one, to := tr.OneRing()
 		full := &routeState{t: tb}
 		full.live = func(s *route.Server) bool { return full.up(s.Index()) }
+		if one != nil {
+			rings++
+		}
 		rng := rand.New(rand.NewPCG(1, 2))
 		for _, down := range [][]int{nil, {0}, {1, 2}, {0, 1, 2, 3, 4}} {
 			up := func(i int) bool { return !slices.Contains(down, i) }
@@ -47,11 +54,19 @@ func TestDirectRouteIsRoute(t *testing.T) {
 					got, gotWhy := st(nil, name, rest, nil, upf)
 					want, wantWhy := full.route(nil, name, rest, nil, upf)
 					if !slices.Equal(got, want) || gotWhy != wantWhy {
-						t.Fatalf("%s down %v: %q: direct %v %q, rules %v %q\n%s", "", down, name, got, gotWhy, want, wantWhy, conf)
+						t.Fatalf("down %v: %q: direct %v %q, rules %v %q\n%s", down, name, got, gotWhy, want, wantWhy, conf)
+					}
+					if one != nil { // and a batch's way, by position
+						if pl := to[one.OwnerAt(ring.Positions(nil, 1, func(int) []byte { return name })[0])]; !slices.Equal([]dest.Placement{pl}, want) {
+							t.Fatalf("down %v: %q: by position %v, rules %v\n%s", down, name, pl, want, conf)
+						}
 					}
 				}
 			}
 		}
+	}
+	if rings != 1 {
+		t.Fatalf("%d tables routed by one ring, want 1", rings)
 	}
 }
 
