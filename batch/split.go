@@ -119,31 +119,40 @@ func (s *Splitter) lastSmall() bool { return s.lastN < smallBuf }
 func (s *Splitter) Next(out *Batch, max int) (full bool) {
 	// The ordinary line, at a level that checks lines and with nothing to
 	// add to it, is read in one pass up to its newline and copied whole.
+	// A run of such lines, contiguous in the buffer, is copied at once
+	// when it ends.
 	plain := s.level != LevelOff && s.level != LevelStatsd && !s.tags && len(s.prefix) == 0 && !s.slow
+	run := s.start // the run is s.buf[run:s.start]
+	flush := func() {
+		out.Buf = append(out.Buf, s.buf[run:s.start]...)
+		run = s.start
+	}
+	defer flush()
 	for out.Len() < max {
 		data := s.buf[s.start:s.end]
 		if plain && !s.skipping {
 			if nameLen, _, end := plainScan(data); nameLen > 0 && end < len(data) && data[end] == '\n' && end <= s.maxLine {
-				off := len(out.Buf)
-				out.Buf = append(out.Buf, data[:end+1]...)
+				off := len(out.Buf) + s.start - run
 				out.Lines = append(out.Lines, Line{Off: uint32(off), NameLen: uint32(nameLen), Len: uint32(end + 1)})
 				s.Counts.Accepted++
 				s.start += end + 1
 				continue
 			}
 		}
+		flush()
 		nl := bytes.IndexByte(data, '\n')
 		if nl < 0 {
 			s.checkOverlong()
+			run = s.start
 			return false
 		}
 		if s.skipping {
 			s.skipping = false
-			s.start += nl + 1
-			continue
+		} else {
+			s.take(out, data[:nl])
 		}
-		s.take(out, data[:nl])
 		s.start += nl + 1
+		run = s.start
 	}
 	return true
 }

@@ -24,6 +24,7 @@ type router struct {
 	// each node's placement); pos are a batch's positions on it
 	one    *ring.Carbon
 	to     []Placement
+	toNode []int32 // to's destinations in the view of the batch being placed (-1: none)
 	pos    []uint32
 	cur    *batch.Batch       // the batch being placed, for nameOf
 	nameOf func(i int) []byte // cur's i-th name
@@ -84,8 +85,11 @@ func (r *router) place(ctx context.Context, b *batch.Batch) {
 		r.out = make([]*batch.Batch, len(v.dests))
 	}
 	out := r.out[:len(v.dests)]
-	for i, pos := range r.positions(b) {
-		node := t[pos]
+	nodes := r.positions(b)
+	for i, pos := range nodes { // a tight pass: the table loads overlap
+		nodes[i] = uint32(t[pos])
+	}
+	for i, node := range nodes {
 		if out[node] == nil {
 			out[node] = batch.Get()
 		}
@@ -144,11 +148,25 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 		}
 	}
 	if r.one != nil && b.Via == nil {
-		// One ring member per line, by position: the batch's positions
-		// together, then one table load each.
-		for i, pos := range r.positions(b) {
-			node, ok := r.node(v, r.to[r.one.OwnerAt(pos)])
+		// One ring member per line, by position: each ring node's
+		// destination in this view, once a batch; the batch's positions
+		// together; then one table load per line.
+		r.toNode = r.toNode[:0]
+		for _, pl := range r.to {
+			node, ok := r.node(v, pl)
 			if !ok {
+				node = -1
+			}
+			r.toNode = append(r.toNode, int32(node))
+		}
+		nodes := r.positions(b)
+		for i, pos := range nodes { // a tight pass: the table loads overlap
+			nodes[i] = uint32(r.toNode[r.one.OwnerAt(pos)])
+		}
+		for i, node := range nodes {
+			if int32(node) < 0 {
+				// The table names a destination this view does not have
+				// (a reload is adding it): counted, never silent.
 				p.drops.add(DropNoDestination, 1)
 				continue
 			}

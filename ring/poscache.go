@@ -102,6 +102,7 @@ const chunk = 32
 // looked up.
 func (c *posCache) many(dst []uint32, n int, name func(int) []byte, find func([]byte) uint32) []uint32 {
 	var keys [chunk][2]uint64
+	var names [chunk][]byte
 	var tab *posTable
 	for base := 0; base < n; base += chunk {
 		m := min(chunk, n-base)
@@ -119,11 +120,11 @@ func (c *posCache) many(dst []uint32, n int, name func(int) []byte, find func([]
 		for j := range m {
 			nm := name(base + j)
 			k1 := maphash.Bytes(c.seed1, nm)
-			keys[j] = [2]uint64{k1, maphash.Bytes(c.seed2, nm)}
+			keys[j], names[j] = [2]uint64{k1, maphash.Bytes(c.seed2, nm)}, nm
 			prefetch(uintptr(unsafe.Pointer(&tab[(k1|1)>>1%buckets])))
 		}
 		for j := range m {
-			nm := name(base + j)
+			nm := names[j]
 			if c.sample(keys[j][0]) {
 				dst = append(dst, find(nm))
 				continue
