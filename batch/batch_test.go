@@ -493,3 +493,34 @@ func BenchmarkSplitterRealistic(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 }
+
+// printableRun (sixteen bytes at a time in assembly on amd64) finds the
+// first byte outside 0x21–0x7e at every length and position, and the
+// assembly agrees with the Go the other architectures use.
+func TestPrintableRun(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 100 {
+		for range 2000 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(0x21 + rng.IntN(0x5e))
+			}
+			want := n
+			if n > 0 && rng.IntN(4) > 0 {
+				want = rng.IntN(n)
+				b[want] = []byte{0x00, ' ', '\n', 0x7f, 0x80, 0xff, 0x20, 0x1f}[rng.IntN(8)]
+				for i := want + 1; i < n; i++ { // and maybe more after it
+					if rng.IntN(8) == 0 {
+						b[i] = byte(rng.Uint32())
+					}
+				}
+			}
+			if got := printableRun(b); got != want {
+				t.Fatalf("printableRun(%q) = %d, want %d", b, got, want)
+			}
+			if a, g := printable16(b), printable16Go(b); a != g {
+				t.Fatalf("printable16(%q) = %d, in Go %d", b, a, g)
+			}
+		}
+	}
+}

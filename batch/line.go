@@ -124,18 +124,13 @@ func nondigit8(x uint64) uint64 { return ((x - '0'*ones) | x | (x + (0x80-':')*o
 // printable8 reports whether all eight bytes of x are in 0x21–0x7e.
 func printable8(x uint64) bool { return unprintable8(x) == 0 }
 
-// printableRun is the index of the first byte of b at or after i outside
-// 0x21–0x7e (len(b) when there is none): sixteen bytes at a time, then
+// printableRun is the index of the first byte of b outside 0x21–0x7e
+// (len(b) when there is none): sixteen bytes at a time (printable16), then
 // eight, then one.
-func printableRun(b []byte, i int) int {
-	for ; i+16 <= len(b); i += 16 {
-		m1, m2 := unprintable8(binary.LittleEndian.Uint64(b[i:])), unprintable8(binary.LittleEndian.Uint64(b[i+8:]))
-		if m1|m2 != 0 {
-			if m1 != 0 {
-				return i + bits.TrailingZeros64(m1)>>3
-			}
-			return i + 8 + bits.TrailingZeros64(m2)>>3
-		}
+func printableRun(b []byte) int {
+	i := printable16(b)
+	if i+16 <= len(b) {
+		return i // found in a block
 	}
 	if i+8 <= len(b) {
 		if m := unprintable8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
@@ -145,6 +140,22 @@ func printableRun(b []byte, i int) int {
 	}
 	for i < len(b) && b[i] > ' ' && b[i] < 0x7f {
 		i++
+	}
+	return i
+}
+
+// printable16Go is printable16 in Go, two SWAR words a block: what
+// architectures without the assembly use (and what tests compare it with).
+func printable16Go(b []byte) int {
+	i := 0
+	for ; i+16 <= len(b); i += 16 {
+		m1, m2 := unprintable8(binary.LittleEndian.Uint64(b[i:])), unprintable8(binary.LittleEndian.Uint64(b[i+8:]))
+		if m1|m2 != 0 {
+			if m1 != 0 {
+				return i + bits.TrailingZeros64(m1)>>3
+			}
+			return i + 8 + bits.TrailingZeros64(m2)>>3
+		}
 	}
 	return i
 }
@@ -170,7 +181,7 @@ func digitRun(b []byte, i int) int {
 // end of the line, or its newline).
 func plainScan(b []byte) (nameLen, valEnd, tsEnd int) {
 	n := len(b)
-	i := printableRun(b, 0)
+	i := printableRun(b)
 	if i == 0 || i == n || b[i] != ' ' {
 		return 0, 0, 0
 	}

@@ -1,0 +1,8 @@
+package batch
+
+// printable16 is the index of the first byte of b outside 0x21–0x7e in
+// b's whole sixteen-byte blocks, or where those blocks end when they hold
+// none (SSE2, in printable_amd64.s).
+//
+//go:noescape
+func printable16(b []byte) int
