@@ -15,6 +15,7 @@ type Window struct {
 	mu    sync.Mutex
 	ch    chan struct{}
 	armed bool
+	kt    *kernelTimer // Linux: the tick's timer; nil: the runtime's
 }
 
 // NewWindow returns a Window of d; nil when d is 0 (no coalescing).
@@ -22,8 +23,14 @@ func NewWindow(d time.Duration) *Window {
 	if d <= 0 {
 		return nil
 	}
-	return &Window{d: d}
+	w := newWindow(d)
+	w.kt = newKernelTimer()
+	return w
 }
+
+// newWindow is a Window on the runtime's timers (what tests in a synctest
+// bubble need: a timerfd's wait is not durably blocking there).
+func newWindow(d time.Duration) *Window { return &Window{d: d} }
 
 // closed is what a nil Window's Wait returns.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -38,7 +45,11 @@ func (w *Window) Wait() <-chan struct{} {
 	defer w.mu.Unlock()
 	if !w.armed {
 		w.armed, w.ch = true, make(chan struct{})
-		time.AfterFunc(w.d, w.fire)
+		if w.kt != nil && w.kt.arm(w.d) {
+			go func() { w.kt.wait(); w.fire() }()
+		} else {
+			time.AfterFunc(w.d, w.fire)
+		}
 	}
 	return w.ch
 }

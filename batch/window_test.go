@@ -10,7 +10,7 @@ import (
 // window after the first one began to wait; a nil window never waits.
 func TestWindow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := NewWindow(2 * time.Millisecond)
+		w := newWindow(2 * time.Millisecond)
 		start := time.Now()
 		a := w.Wait()
 		time.Sleep(time.Millisecond)
@@ -36,5 +36,31 @@ func TestWindow(t *testing.T) {
 	}
 	if NewWindow(0) != nil {
 		t.Fatal("a zero window is not nil")
+	}
+}
+
+// On Linux a window ticks on a timerfd: every waiter of one tick is
+// released together, never before the window has passed, and the next
+// waiter arms a new tick.
+func TestWindowKernelTimer(t *testing.T) {
+	w := NewWindow(2 * time.Millisecond)
+	if w.kt == nil {
+		t.Skip("no kernel timer here: the runtime's timers (TestWindow)")
+	}
+	for range 50 {
+		start := time.Now()
+		a, b := w.Wait(), w.Wait()
+		if a != b {
+			t.Fatal("two waiters within one window got different ticks")
+		}
+		<-a
+		if d := time.Since(start); d < 2*time.Millisecond {
+			t.Fatalf("released after %v, before the window", d)
+		}
+		c := w.Wait()
+		if c == a {
+			t.Fatal("a waiter after the tick got the tick that had passed")
+		}
+		<-c // the next round arms its own tick
 	}
 }

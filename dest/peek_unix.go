@@ -24,10 +24,10 @@ func peerClosed(conn net.Conn) bool {
 	var b [1]byte
 	// Control, not Read: the read watchdog holds the fd's read lock.
 	rerr := rc.Control(func(fd uintptr) {
-		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, err := peekByte(fd, &b[0])
 		switch {
 		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
-		case err != nil:
+		case err != 0:
 			closed = true // ECONNRESET and friends
 		case n == 0:
 			closed = true // orderly shutdown

@@ -218,6 +218,8 @@ func (w *writer) writeOnce(conn net.Conn) error {
 	var err error
 	if w.enc != nil {
 		n, err = w.writeCompressed(bufs)
+	} else if rn, ok, rerr := w.rawWrite(conn, bufs); ok {
+		n, err = rn, rerr
 	} else {
 		n, err = bufs.WriteTo(conn)
 	}
@@ -229,6 +231,24 @@ func (w *writer) writeOnce(conn net.Conn) error {
 		return fmt.Errorf("write not accepted within %v (%d bytes taken): %w", w.p.cfg.WriteTimeout, n, err)
 	}
 	return err
+}
+
+// rawSmall is the largest write made as raw system calls: the small
+// writes of ordinary rates, where waking the runtime's monitor costs more
+// than the write (rawWritev). A burst's large writes are announced as
+// ordinary system calls, so that the runtime can hand their P to another
+// thread meanwhile.
+const rawSmall = 64 << 10
+
+// rawWrite is rawWritev for a small write; ok is false otherwise.
+func (w *writer) rawWrite(conn net.Conn, bufs net.Buffers) (int64, bool, error) {
+	size := 0
+	for _, b := range bufs {
+		if size += len(b); size > rawSmall {
+			return 0, false, nil
+		}
+	}
+	return rawWritev(conn, bufs, &w.raw)
 }
 
 // writeDeadline is the deadline of one write: -write-timeout from now, or

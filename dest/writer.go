@@ -98,6 +98,7 @@ type writer struct {
 	pending []*batch.Batch
 	off     int // bytes of pending[0] already delivered (a line boundary)
 	bufs    net.Buffers
+	raw     rawScratch // the raw writev's iovecs
 
 	enc    *decode.Encoder // the connection's compressor (transport gzip, lz4, snappy); nil for plain
 	tail   []*batch.Batch  // written first after a quiet spell, kept until acknowledged (settleTail)

@@ -1,0 +1,91 @@
+//go:build unix
+
+package dest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// loopbackPair is a connected TCP pair on 127.0.0.1 with 64 KiB buffers,
+// so that a write fills the socket quickly.
+func loopbackPair(t *testing.T) (w, r *net.TCPConn) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	c.(*net.TCPConn).SetWriteBuffer(64 << 10)
+	s.(*net.TCPConn).SetReadBuffer(64 << 10)
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// The raw writev delivers every byte in order, across more buffers than
+// one call takes, partial writes and waits for room while the reader is
+// slow.
+func TestRawWritevDeliversAll(t *testing.T) {
+	w, r := loopbackPair(t)
+	var bufs [][]byte
+	var want bytes.Buffer
+	for i := range 3000 { // more than iovMax buffers, about 3 MiB
+		b := fmt.Appendf(nil, "line.%d %s 1700000000\n", i, bytes.Repeat([]byte{'x'}, i%2000))
+		bufs = append(bufs, b)
+		want.Write(b)
+	}
+	bufs = append(bufs, nil, []byte{}) // empty buffers are skipped
+	got := make(chan []byte, 1)
+	go func() {
+		var all bytes.Buffer
+		buf := make([]byte, 64<<10)
+		time.Sleep(20 * time.Millisecond) // a late reader: the writer waits for room
+		for all.Len() < want.Len() {
+			n, err := r.Read(buf)
+			all.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		got <- all.Bytes()
+	}()
+	var s rawScratch
+	n, ok, err := rawWritev(w, bufs, &s)
+	if !ok || err != nil || n != int64(want.Len()) {
+		t.Fatalf("rawWritev = %d, %v, %v; want %d bytes", n, ok, err, want.Len())
+	}
+	if g := <-got; !bytes.Equal(g, want.Bytes()) {
+		t.Fatalf("read %d bytes, not the %d written in order", len(g), want.Len())
+	}
+}
+
+// A write the peer does not take within the deadline returns what was
+// written and the deadline's error, as an ordinary write does; a
+// connection that is not a socket is left to the ordinary write.
+func TestRawWritevDeadline(t *testing.T) {
+	w, _ := loopbackPair(t)
+	w.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	big := bytes.Repeat([]byte("a.b 1 2\n"), 1<<20) // 8 MiB: more than the buffers hold
+	var s rawScratch
+	n, ok, err := rawWritev(w, [][]byte{big}, &s)
+	if !ok || !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(big)) {
+		t.Fatalf("rawWritev = %d, %v, %v; want part written and the deadline", n, ok, err)
+	}
+	p, _ := net.Pipe()
+	defer p.Close()
+	if _, ok, _ := rawWritev(p, [][]byte{big}, &s); ok {
+		t.Fatal("a pipe was written raw")
+	}
+}
