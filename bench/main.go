@@ -62,9 +62,14 @@ func main() {
 	forward := flag.String("forward", "", "(internal) run as the ceiling forwarder listening here")
 	to := flag.String("to", "", "(internal) the forwarder's destination")
 	split := flag.Bool("split", false, "(internal) the forwarder splits lines")
+	wake := flag.Duration("wake-every", 0, "(internal) run as the wake-up floor: only wake this often, for -paced-for")
 	flag.Parse()
 	if *forward != "" {
 		forwardMain(*forward, *to, *split)
+		return
+	}
+	if *wake > 0 {
+		wakeMain(*wake, o.pacedFor)
 		return
 	}
 	for _, r := range strings.Split(paced, ",") {
@@ -184,7 +189,7 @@ func bench(o options) error {
 		if err != nil {
 			return err
 		}
-		extras = section(extras, "Paced (10 connections each writing a few lines every millisecond, the rate held for the time shown; one carbon_ch configuration over three sinks for both relays, three rounds interleaved; each line carries its send time, so the sinks measure its latency through the relay; CPU from /proc/PID/task/*/schedstat; % core = the rate ÷ the median lines per CPU-second):",
+		extras = section(extras, "Paced (10 connections each writing a few lines every millisecond, the rate held for the time shown; one carbon_ch configuration over three sinks for both relays, three rounds interleaved; each line carries its send time, so the sinks measure its latency through the relay; CPU from /proc/PID/task/*/schedstat; % core = the rate ÷ the median lines per CPU-second; the floor rows: what a process that does nothing but wake at a window's pace costs on this machine):",
 			"| relay | offered | conns | delivered | lines/CPU-s min / **median** / max | % of a core | p50 | p99 min / **median** / max | max | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|", rows)
 	}
 	if !o.skipExtra && (o.only == "" || o.only == "extra") {

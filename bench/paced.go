@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -270,6 +271,18 @@ func pacedRun(bin, peer string, rates []int, conns int, d, timeout time.Duration
 				roundDur(p50s[1]), roundDur(p99s[0]), roundDur(p99s[1]), roundDur(p99s[2]), roundDur(maxLat), mib(rss)))
 			fmt.Println(rows[len(rows)-1])
 		}
+		if rate == rates[0] {
+			// What waking alone costs here, beside the relays' rows.
+			for _, every := range []time.Duration{2 * time.Millisecond, 3500 * time.Microsecond} {
+				cpu, err := wakeFloor(every, d)
+				if err != nil {
+					return nil, err
+				}
+				rows = append(rows, fmt.Sprintf("| floor: a Go process that only wakes every %s (GOMAXPROCS 1) | | | | %.1f ms of CPU per second | %.1f%% | | | | |",
+					every, float64(cpu)/float64(d)*1000, 100*float64(cpu)/float64(d)))
+				fmt.Println(rows[len(rows)-1])
+			}
+		}
 		if peerAt := len(runs) - 1; runs[peerAt].name == "carbon-c-relay" && medians[peerAt] > 0 {
 			for ri := range peerAt {
 				rows = append(rows, fmt.Sprintf("| **%s ÷ carbon-c-relay** at %d lines/s | median lines per CPU-second | | | | **%.2f×** | | | | | |",
@@ -300,4 +313,27 @@ func roundDur(d time.Duration) string {
 		return d.Round(10 * time.Microsecond).String()
 	}
 	return d.Round(time.Microsecond).String()
+}
+
+// wakeMain is the wake-up floor: a process that does nothing but wake
+// every d (one P, as polymur at ordinary rates), for dur; it prints the
+// CPU it used.
+func wakeMain(d, dur time.Duration) {
+	runtime.GOMAXPROCS(1)
+	t := time.NewTicker(d)
+	for end := time.Now().Add(dur); time.Now().Before(end); {
+		<-t.C
+	}
+	cpu, _ := schedCPU(os.Getpid())
+	fmt.Println(int64(cpu))
+}
+
+// wakeFloor runs the wake-up floor for d and returns its CPU.
+func wakeFloor(every, d time.Duration) (time.Duration, error) {
+	out, err := exec.Command(os.Args[0], "-wake-every", every.String(), "-paced-for", d.String()).Output()
+	if err != nil {
+		return 0, fmt.Errorf("wake-up floor: %w", err)
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	return time.Duration(ns), err
 }
