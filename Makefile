@@ -132,7 +132,7 @@ fuzz-smoke fuzz:
 # bench/results/latest.md). LINES=5000000 for longer runs.
 LINES ?= 1000000
 bench: all
-	$(GO) test -run '^$$' -bench . -benchmem ./batch ./dest ./route ./decode ./aggregate
+	$(GO) test -run '^$$' -bench . -benchmem ./batch ./dest ./route ./ring ./internal/daemon ./decode ./aggregate
 	$(GO) run ./bench -bin $(BIN) -lines $(LINES)
 
 # A .deb and an .rpm of the linux/amd64 release (binaries, systemd units,
