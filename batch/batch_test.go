@@ -285,7 +285,13 @@ func BenchmarkSplitter(b *testing.B) {
 		buf.WriteByte(byte('a' + i%26))
 		buf.WriteString(" 12.5 1700000000\n")
 	}
-	data := buf.Bytes()
+	benchSplit(b, buf.Bytes(), 100)
+}
+
+// benchSplit splits data again and again into batches of up to max lines,
+// and reports the time per line.
+func benchSplit(b *testing.B, data []byte, max int) {
+	lines := bytes.Count(data, []byte("\n"))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
@@ -294,7 +300,7 @@ func BenchmarkSplitter(b *testing.B) {
 		out := Get()
 		for {
 			_, err := sp.Fill(r)
-			for sp.Next(out, 100) {
+			for sp.Next(out, max) {
 				out.Release()
 				out = Get()
 			}
@@ -305,6 +311,7 @@ func BenchmarkSplitter(b *testing.B) {
 		out.Release()
 		sp.Release()
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
 }
 
 func TestParseStatsd(t *testing.T) {
@@ -470,28 +477,7 @@ func BenchmarkSplitterRealistic(b *testing.B) {
 	for i, name := range testutil.RealisticNames(20000) {
 		fmt.Fprintf(&buf, "%s %.2f 1700000000\n", name, float64(i%9973)/7)
 	}
-	data := buf.Bytes()
-	lines := bytes.Count(data, []byte("\n"))
-	b.ReportAllocs()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		sp := NewSplitter(LevelCarbon, 16384)
-		r := bytes.NewReader(data)
-		out := Get()
-		for {
-			_, err := sp.Fill(r)
-			for sp.Next(out, 500) {
-				out.Release()
-				out = Get()
-			}
-			if err != nil {
-				break
-			}
-		}
-		out.Release()
-		sp.Release()
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*lines), "ns/line")
+	benchSplit(b, buf.Bytes(), 500)
 }
 
 // printableRun (sixteen bytes at a time in assembly on amd64) finds the
