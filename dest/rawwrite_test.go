@@ -35,8 +35,9 @@ func loopbackPair(t *testing.T) (w, r *net.TCPConn) {
 }
 
 // The raw writev delivers every byte in order, across more buffers than
-// one call takes, partial writes and waits for room while the reader is
-// slow.
+// one call takes, partial writes and waits for room: 3 MiB through 64 KiB
+// socket buffers fill them long before the reader has taken it all (the
+// wait itself, with nobody reading, is TestRawWritevDeadline's).
 func TestRawWritevDeliversAll(t *testing.T) {
 	w, r := loopbackPair(t)
 	var bufs [][]byte
@@ -51,7 +52,6 @@ func TestRawWritevDeliversAll(t *testing.T) {
 	go func() {
 		var all bytes.Buffer
 		buf := make([]byte, 64<<10)
-		time.Sleep(20 * time.Millisecond) // a late reader: the writer waits for room
 		for all.Len() < want.Len() {
 			n, err := r.Read(buf)
 			all.Write(buf[:n])
@@ -77,7 +77,7 @@ func TestRawWritevDeliversAll(t *testing.T) {
 func TestRawWritevDeadline(t *testing.T) {
 	w, _ := loopbackPair(t)
 	w.SetWriteDeadline(time.Now().Add(500 * time.Millisecond)) // room for a loaded machine to make the first call in time
-	big := bytes.Repeat([]byte("a.b 1 2\n"), 1<<20) // 8 MiB: more than the buffers hold
+	big := bytes.Repeat([]byte("a.b 1 2\n"), 1<<20)            // 8 MiB: more than the buffers hold
 	var s rawScratch
 	n, ok, err := rawWritev(w, [][]byte{big}, &s)
 	if !ok || !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(big)) {

@@ -100,12 +100,7 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 	}
 	pos := CachedPosition(name)
 	if n == 1 && live == nil {
-		switch {
-		case r.owner8 != nil:
-			return append(dst, int(r.owner8[pos]))
-		case r.owner != nil:
-			return append(dst, int(r.owner[pos]))
-		}
+		return append(dst, r.OwnerAt(pos))
 	}
 	i := int(r.lower[pos])
 	var hostBuf [8]string
@@ -125,17 +120,9 @@ func (r *Carbon) PickCarbon(dst []int, name []byte, n int, hostOf func(int) stri
 	return dst
 }
 
-// Owner is the node a name goes to on the ring with one replica, every
-// node live (PickCarbon's answer then): -1 when the ring is empty.
-func (r *Carbon) Owner(name []byte) int {
-	if len(r.entries) == 0 {
-		return -1
-	}
-	return r.OwnerAt(CachedPosition(name))
-}
-
-// OwnerAt is Owner for a name at position pos (below 65536) of a ring that
-// is not empty.
+// OwnerAt is the node a name at position pos (below 65536) goes to on a
+// ring that is not empty, with one replica and every node live
+// (PickCarbon's answer then).
 func (r *Carbon) OwnerAt(pos uint32) int {
 	switch {
 	case r.owner8 != nil:

@@ -39,19 +39,9 @@ func (c *Cluster) Pick(dst []int, key []byte, live func(*Server) bool) []int {
 }
 
 // Single reports whether c sends every key to exactly one member chosen by
-// the key alone, whatever is up (carbon_ch with one replica, not dynamic):
-// then PickOne is its pick.
+// the key alone, whatever is up (carbon_ch with one replica, not dynamic).
 func (c *Cluster) Single() bool {
 	return c.Kind == CarbonCH && c.Replication == 1 && !c.Dynamic && c.carbon != nil
-}
-
-// PickOne is the member (its index in c.Members) a Single cluster sends
-// key to; -1 when it has none.
-func (c *Cluster) PickOne(key []byte) int {
-	if len(c.Members) == 0 {
-		return -1
-	}
-	return c.carbon.Owner(key)
 }
 
 // Ring is a Single cluster's ring (node i is member i); nil for the others

@@ -65,12 +65,6 @@ func (tr *tableRoutes) NewRoute() dest.RouteFunc {
 	st := &routeState{t: tr.t, files: tr.files, agg: tr.agg}
 	st.live = func(s *route.Server) bool { return st.up(s.Index()) }
 	if st.direct = tr.t.Direct(); st.direct != nil {
-		if c := st.direct[0]; len(st.direct) == 1 && c.Single() {
-			for _, s := range c.Members {
-				st.one = append(st.one, dest.Placement{Dest: s.Addr(), Node: s.Index()})
-			}
-			return st.routeOne
-		}
 		return st.routeDirect
 	}
 	return st.route
@@ -89,9 +83,6 @@ type routeState struct {
 	// table does (route.Table.Direct), and the picks' scratch.
 	direct []*route.Cluster
 	idx    []int
-	// one: the placement of each member of the only direct cluster, when
-	// it sends each name to one member by the name alone.
-	one []dest.Placement
 }
 
 // route is the table's deliveries for one line, as placements.
@@ -164,17 +155,5 @@ func (st *routeState) routeDirect(dst []dest.Placement, name, rest []byte, via a
 		}
 	}
 	st.up = nil
-	return dst, ""
-}
-
-// routeOne is route for a table that sends every metric, unchanged, to one
-// member of one carbon_ch cluster: one ring lookup.
-func (st *routeState) routeOne(dst []dest.Placement, name, rest []byte, via any, up func(int) bool) ([]dest.Placement, string) {
-	if via != nil {
-		return st.route(dst, name, rest, via, up)
-	}
-	if m := st.direct[0].PickOne(name); m >= 0 {
-		dst = append(dst, st.one[m])
-	}
 	return dst, ""
 }
