@@ -53,7 +53,7 @@ func TestKill9WithSpoolModes(t *testing.T) {
 			if mode == "overflow" {
 				// What the spool held arrives; the memory queue (4096
 				// points and at most one batch more) is gone.
-				const queue = 4096 + 100
+				const queue = 4096 + 250
 				testutil.WaitFor(t, "the spool replayed", limit, func() bool { a, _ := uniq(up); b, _ := uniq(down); return a+b >= n-queue })
 				time.Sleep(300 * time.Millisecond)
 				d, _ := uniq(down)
