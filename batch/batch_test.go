@@ -504,9 +504,6 @@ func TestPrintableRun(t *testing.T) {
 			if got := printableRun(b); got != want {
 				t.Fatalf("printableRun(%q) = %d, want %d", b, got, want)
 			}
-			if a, g := printable16(b), printable16Go(b); a != g {
-				t.Fatalf("printable16(%q) = %d, in Go %d", b, a, g)
-			}
 		}
 	}
 }

@@ -144,9 +144,10 @@ func printableRun(b []byte) int {
 	return i
 }
 
-// printable16Go is printable16 in Go, two SWAR words a block: what
-// architectures without the assembly use (and what tests compare it with).
-func printable16Go(b []byte) int {
+// printable16 is the index of the first byte of b outside 0x21–0x7e in
+// b's whole sixteen-byte blocks, or where those blocks end when they hold
+// none: two SWAR words a block.
+func printable16(b []byte) int {
 	i := 0
 	for ; i+16 <= len(b); i += 16 {
 		m1, m2 := unprintable8(binary.LittleEndian.Uint64(b[i:])), unprintable8(binary.LittleEndian.Uint64(b[i+8:]))
@@ -174,12 +175,13 @@ func digitRun(b []byte, i int) int {
 	return i
 }
 
-// plainScan reads an ordinary line, "name -?D[.D] D" with single spaces
+// plainScanGo reads an ordinary line, "name -?D[.D] D" with single spaces
 // and a name of printable ASCII, from the start of b: the name's length
 // (0: b does not start so), where the value ends and where the
 // timestamp's digits end. What follows them is the caller's to check (the
-// end of the line, or its newline).
-func plainScan(b []byte) (nameLen, valEnd, tsEnd int) {
+// end of the line, or its newline). plainScan is the same, in assembly
+// where there is some.
+func plainScanGo(b []byte) (nameLen, valEnd, tsEnd int) {
 	n := len(b)
 	i := printableRun(b)
 	if i == 0 || i == n || b[i] != ' ' {

@@ -1,8 +1,8 @@
 package batch
 
-// printable16 is the index of the first byte of b outside 0x21–0x7e in
-// b's whole sixteen-byte blocks, or where those blocks end when they hold
-// none (SSE2, in printable_amd64.s).
+// plainScan is plainScanGo in assembly (printable_amd64.s): the name
+// sixteen bytes at a time with SSE2 (which every amd64 has), the digits
+// eight at a time, in one call per line.
 //
 //go:noescape
-func printable16(b []byte) int
+func plainScan(b []byte) (nameLen, valEnd, tsEnd int)

@@ -2,7 +2,5 @@
 
 package batch
 
-// printable16 is the index of the first byte of b outside 0x21–0x7e in
-// b's whole sixteen-byte blocks, or where those blocks end when they hold
-// none.
-func printable16(b []byte) int { return printable16Go(b) }
+// plainScan reads an ordinary line: plainScanGo.
+func plainScan(b []byte) (nameLen, valEnd, tsEnd int) { return plainScanGo(b) }
