@@ -38,6 +38,9 @@ type options struct {
 	pacedFor  time.Duration
 }
 
+// proxyBurst is the fewest lines of the proxy → gateway runs.
+const proxyBurst = 2_000_000
+
 func main() {
 	var o options
 	var conns string
@@ -197,7 +200,9 @@ func bench(o options) error {
 			tls         bool
 			compression string
 		}{{false, "gzip"}, {true, "gzip"}, {false, "zstd"}, {true, "zstd"}} {
-			line, err := pipelineRun(o.bin, o.lines, c.tls, c.compression, o.timeout)
+			// A burst of at least 2M lines: what the proxy's memory is
+			// judged on (its queue fills and stays full meanwhile).
+			line, err := pipelineRun(o.bin, max(o.lines, proxyBurst), c.tls, c.compression, o.timeout)
 			if err != nil {
 				return err
 			}
