@@ -66,7 +66,7 @@ func aggregateInput(conns int) input {
 func aggregateRun(bin, peer string, timeout time.Duration) ([]string, error) {
 	in := aggregateInput(4)
 	runs := configRuns(bin, peer, "-config (1M series into 10k aggregates: sum, count, percentile95)")
-	return interleaved("aggregate", runs, len(in.bufs), func(r run) (measured, error) {
+	return interleaved("aggregate", 3, runs, len(in.bufs), func(r run) (measured, error) {
 		s, err := newSink()
 		if err != nil {
 			return measured{}, err

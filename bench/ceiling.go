@@ -97,7 +97,7 @@ func ceilingRun(bin string, lines int, timeout time.Duration) ([]string, error) 
 			return cmd, cmd.Start()
 		}},
 	}
-	return interleaved("one destination", runs, len(in.bufs), func(r run) (measured, error) {
+	return interleaved("one destination", 3, runs, len(in.bufs), func(r run) (measured, error) {
 		s, err := newSink()
 		if err != nil {
 			return measured{}, err

@@ -178,7 +178,7 @@ func bench(o options) error {
 		if err != nil {
 			return err
 		}
-		extras = section(extras, "Traffic shapes (one carbon_ch configuration over three sinks for both relays, three rounds interleaved): realistic names, every one again each interval, over 20 connections; and 2,000 connections of 500 lines each:", roundsHeader, rows)
+		extras = section(extras, "Traffic shapes (one carbon_ch configuration over three sinks for both relays, five rounds interleaved): realistic names, every one again each interval, over 20 connections; and 2,000 connections of 500 lines each:", roundsHeader, rows)
 	}
 	if o.only == "" || o.only == "ceilings" {
 		rows, err := ceilingRun(o.bin, o.lines, o.timeout)

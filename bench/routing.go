@@ -45,7 +45,7 @@ func routingConfig(addrs []string) string {
 func routingRun(bin, peer string, lines int, timeout time.Duration) ([]string, error) {
 	in := generate(lines, 4)
 	runs := configRuns(bin, peer, "-config (100 rules, 10 rewrites, 4 clusters)")
-	return interleaved("routing", runs, len(in.bufs), func(r run) (measured, error) {
+	return interleaved("routing", 3, runs, len(in.bufs), func(r run) (measured, error) {
 		res, want, err := routingOnce(bin, r.name, r.settings, r.start, in, timeout)
 		return measured{res, want}, err
 	})
@@ -76,12 +76,11 @@ type run struct {
 	start          func(conf, listen string) (*exec.Cmd, error)
 }
 
-// interleaved runs once for each relay, three rounds with the relays
+// interleaved runs once for each relay, rounds times with the relays
 // interleaved so that the machine's drift falls on both, and gives a row
 // per relay (min / median / max lines per CPU-second, the worst round's
 // delivery, peak RSS) and the ratio of the medians.
-func interleaved(mode string, runs []run, conns int, once func(run) (measured, error)) ([]string, error) {
-	const rounds = 3
+func interleaved(mode string, rounds int, runs []run, conns int, once func(run) (measured, error)) ([]string, error) {
 	results := make([][]measured, len(runs))
 	for round := range rounds {
 		for ri, r := range runs {
