@@ -137,7 +137,6 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 		r.out = make([]*batch.Batch, len(v.dests))
 	}
 	out := r.out[:len(v.dests)]
-	up := p.upFunc(v)
 	if r.routes != v.routes { // a new table: this router's RouteFunc for it
 		r.routes, r.route = v.routes, v.routes.NewRoute()
 		cr, ok := v.routes.(carbonRoutes)
@@ -181,6 +180,7 @@ func (r *router) placeRouted(ctx context.Context, v *view, b *batch.Batch) {
 	if r.prefetch {
 		prefetchNames(b)
 	}
+	up := p.upFunc(v)
 	for i := range b.Lines {
 		line := b.Line(i)
 		name := b.Name(i)
