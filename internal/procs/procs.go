@@ -15,7 +15,7 @@ import (
 )
 
 // FlagHelp is the -adaptive-procs flag's help.
-const FlagHelp = "Run on one thread (GOMAXPROCS 1) while the daemon uses under a quarter of a core, averaged over 2s, and on all of them the moment it uses 70% of that one (measured every 10ms); at ordinary rates one thread does the same work with fewer hand-offs between threads. Off, or GOMAXPROCS set in the environment: the Go runtime's default throughout"
+const FlagHelp = "Run on one thread (GOMAXPROCS 1) while the daemon uses under a quarter of a core, averaged over 2s, and on all of them the moment it uses 70% of that one (measured every 50ms on one thread, every 10ms on all); at ordinary rates one thread does the same work with fewer hand-offs between threads. Off, or GOMAXPROCS set in the environment: the Go runtime's default throughout"
 
 // Governor switches GOMAXPROCS between 1 and the runtime's default from
 // the process's CPU use.
@@ -29,6 +29,10 @@ type Governor struct {
 	Down     float64
 	DownOver time.Duration
 	Every    time.Duration
+	// EveryOne is how often it looks while on one P (0: Every). Each look
+	// wakes the thread; at ordinary rates a look every 10ms was a tenth of
+	// the process's wake-ups.
+	EveryOne time.Duration
 	CPU      func() time.Duration // the process's CPU time so far
 	Set      func(n int)          // sets GOMAXPROCS; n == 0: back to the runtime's default
 	Log      *slog.Logger
@@ -44,7 +48,7 @@ func New(log *slog.Logger) *Governor {
 	if runtime.GOMAXPROCS(0) <= 1 || os.Getenv("GOMAXPROCS") != "" || processCPU == nil {
 		return nil
 	}
-	return &Governor{Up: 0.7, Down: 0.25, DownOver: 2 * time.Second, Every: 10 * time.Millisecond,
+	return &Governor{Up: 0.7, Down: 0.25, DownOver: 2 * time.Second, Every: 10 * time.Millisecond, EveryOne: 50 * time.Millisecond,
 		CPU: processCPU, Set: setProcs, Log: log}
 }
 
@@ -79,15 +83,26 @@ func (g *Governor) Run(ctx context.Context) {
 		case now := <-t.C:
 			cpu := g.CPU()
 			if wall := now.Sub(last); wall > 0 {
-				g.step(float64(cpu-lastCPU) / float64(wall))
+				if one := g.one; g.step(float64(cpu-lastCPU)/float64(wall)) != one && g.EveryOne > 0 {
+					t.Reset(g.every())
+				}
 			}
 			last, lastCPU = now, cpu
 		}
 	}
 }
 
-// step takes one look's cores used and switches when it is time.
-func (g *Governor) step(used float64) {
+// every is how often it looks now.
+func (g *Governor) every() time.Duration {
+	if g.one && g.EveryOne > 0 {
+		return g.EveryOne
+	}
+	return g.Every
+}
+
+// step takes one look's cores used and switches when it is time; it
+// reports whether it runs on one P now.
+func (g *Governor) step(used float64) bool {
 	keep := max(1, int(g.DownOver/g.Every))
 	g.samples = append(g.samples, used)
 	if len(g.samples) > keep {
@@ -103,6 +118,7 @@ func (g *Governor) step(used float64) {
 		g.Set(1)
 		g.Log.Debug("procs: nearly idle, one thread", "cores_used", mean(g.samples))
 	}
+	return g.one
 }
 
 // One reports whether the process runs on one P.

@@ -98,3 +98,56 @@ func TestProcessCPU(t *testing.T) {
 		t.Fatalf("process CPU went from %v to %v", a, b)
 	}
 }
+
+// TestGovernorLooksLessOnOne: on one P the governor looks every EveryOne
+// (each look is a wake-up), on all of them every Every, and a burst on one
+// P is seen at the next look.
+func TestGovernorLooksLessOnOne(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		var mu sync.Mutex
+		var looks []time.Duration // when CPU was read
+		var sets []int
+		busyFrom := 5 * time.Second
+		g := &Governor{Up: 0.5, Down: 0.25, DownOver: 2 * time.Second, Every: 50 * time.Millisecond, EveryOne: 200 * time.Millisecond,
+			Set: func(n int) { mu.Lock(); sets = append(sets, n); mu.Unlock() },
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		g.CPU = func() time.Duration {
+			at := time.Since(start)
+			mu.Lock()
+			looks = append(looks, at)
+			mu.Unlock()
+			if at <= busyFrom {
+				return 0
+			}
+			return at - busyFrom // one core from then on
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+		defer cancel()
+		g.Run(ctx)
+		mu.Lock()
+		defer mu.Unlock()
+		count := func(from, to time.Duration) int {
+			n := 0
+			for _, l := range looks {
+				if l > from && l <= to {
+					n++
+				}
+			}
+			return n
+		}
+		if n := count(0, 2*time.Second); n != 40 {
+			t.Errorf("looks in the first 2s (all Ps, every 50ms) = %d, want 40", n)
+		}
+		if n := count(3*time.Second, 5*time.Second); n != 10 {
+			t.Errorf("looks from 3s to 5s (one P, every 200ms) = %d, want 10", n)
+		}
+		if !slices.Equal(sets, []int{1, 0}) {
+			t.Fatalf("Set calls %v, want [1 0]", sets)
+		}
+		// Busy from 5s: the look at 5.2s sees it; back to every 50ms.
+		if n := count(5200*time.Millisecond, 5600*time.Millisecond); n != 8 {
+			t.Errorf("looks from 5.2s to 5.6s (all Ps again) = %d, want 8", n)
+		}
+	})
+}
