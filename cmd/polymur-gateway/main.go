@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 
 	"github.com/polymur/polymur/consul"
 	"github.com/polymur/polymur/internal/daemon"
@@ -68,11 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 		relay.Close()
 		return err
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		limit := 2*c.maxBuffer + 128<<20
-		debug.SetMemoryLimit(limit)
-		log.Info("Go memory limit set from -max-buffered-bytes", "limit_bytes", limit)
-	}
+	daemon.MemoryLimit(2*c.maxBuffer+128<<20, "-max-buffered-bytes", log)
 	producers, certs, err := bindHTTP(c, ingest, relay)
 	if err != nil {
 		relay.Close()

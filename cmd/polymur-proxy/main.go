@@ -46,6 +46,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready fun
 	if err != nil {
 		return err
 	}
+	// The queue (what -queue-bytes bounds), and what the workers hold
+	// besides: a batch being gathered, one compressed body and an encoder
+	// each. With zstd the heap's growth alone took the proxy past 128 MiB
+	// in a 2M-line burst; with the limit it stays near 110.
+	daemon.MemoryLimit(2*c.queueBytes+48<<20, "-queue-bytes", log)
 	lis, err := listener.NewTCP(listener.TCPConfig{Addr: c.listenAddr, Level: c.level, MaxLine: c.maxLine,
 		DrainTimeout: c.drainTimeout, Send: p.send, Logger: log,
 		IdleTimeout: c.clients.IdleTimeout, MaxConns: c.clients.MaxConns})
