@@ -118,7 +118,7 @@ check:
 # executions (10000x) rather than seconds: a duration races Go's fuzzing
 # coordinator at its deadline on a loaded machine ("context deadline
 # exceeded" with no failing input).
-FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd route:FuzzParse batch:FuzzSplitter dest:FuzzRing decode:FuzzPickle decode:FuzzTransports batch:FuzzNormalizeTags route:FuzzParseMember statsd:FuzzJSObjectToJSON api:FuzzDispatch listener:FuzzIngest listener:FuzzIngestZstd spool:FuzzSegment aggregate:FuzzPut ring:FuzzCachedPosition
+FUZZ_TARGETS := batch:FuzzParse batch:FuzzParseStatsd route:FuzzParse batch:FuzzSplitter batch:FuzzPlainScan dest:FuzzRing decode:FuzzPickle decode:FuzzTransports batch:FuzzNormalizeTags route:FuzzParseMember statsd:FuzzJSObjectToJSON api:FuzzDispatch listener:FuzzIngest listener:FuzzIngestZstd spool:FuzzSegment aggregate:FuzzPut ring:FuzzCachedPosition
 fuzz-smoke fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
