@@ -18,6 +18,14 @@ import (
 type kernelTimer struct {
 	f  *os.File
 	rc syscall.RawConn
+	// The call in progress, for the method values made once (a closure
+	// per tick would be an allocation per tick): arm's setting and error,
+	// wait's expiry count.
+	its    itimerspec
+	e      syscall.Errno
+	n      [8]byte
+	setFn  func(fd uintptr)
+	readFn func(fd uintptr) bool
 }
 
 type itimerspec struct{ interval, value syscall.Timespec }
@@ -33,24 +41,29 @@ func newKernelTimer() *kernelTimer {
 		f.Close()
 		return nil
 	}
-	return &kernelTimer{f: f, rc: rc}
+	k := &kernelTimer{f: f, rc: rc}
+	k.setFn, k.readFn = k.set, k.read
+	return k
 }
 
-// arm sets the timer to expire once, d from now.
+// arm sets the timer to expire once, d from now. Its caller holds the
+// window's lock.
 func (k *kernelTimer) arm(d time.Duration) bool {
-	its := itimerspec{value: syscall.NsecToTimespec(int64(d))}
-	var e syscall.Errno
-	k.rc.Control(func(fd uintptr) {
-		_, _, e = syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&its)), 0, 0, 0)
-	})
-	return e == 0
+	k.its = itimerspec{value: syscall.NsecToTimespec(int64(d))}
+	k.e = 0
+	k.rc.Control(k.setFn)
+	return k.e == 0
 }
 
-// wait returns when the armed timer has expired.
-func (k *kernelTimer) wait() {
-	var n [8]byte
-	k.rc.Read(func(fd uintptr) bool {
-		_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&n[0])), 8)
-		return e != syscall.EAGAIN
-	})
+func (k *kernelTimer) set(fd uintptr) {
+	_, _, k.e = syscall.RawSyscall6(syscall.SYS_TIMERFD_SETTIME, fd, 0, uintptr(unsafe.Pointer(&k.its)), 0, 0, 0)
+}
+
+// wait returns when the armed timer has expired. One goroutine waits at a
+// time (the one arm's caller starts).
+func (k *kernelTimer) wait() { k.rc.Read(k.readFn) }
+
+func (k *kernelTimer) read(fd uintptr) bool {
+	_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&k.n[0])), 8)
+	return e != syscall.EAGAIN
 }

@@ -89,3 +89,36 @@ func TestRawWritevDeadline(t *testing.T) {
 		t.Fatal("a pipe was written raw")
 	}
 }
+
+// TestRawCallsDoNotAllocate: a small write and an idle peek on a
+// connection already seen allocate nothing (at ordinary rates they come
+// every tick).
+func TestRawCallsDoNotAllocate(t *testing.T) {
+	w, r := loopbackPair(t)
+	var s rawScratch
+	bufs := [][]byte{[]byte("a.b 1 2\n"), []byte("c.d 3 4\n")}
+	go func() { // take what is written
+		b := make([]byte, 4096)
+		for {
+			if _, err := r.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	rawWritev(w, bufs, &s)
+	peerClosed(w, &s)
+	if a := testing.AllocsPerRun(200, func() {
+		if _, ok, err := rawWritev(w, bufs, &s); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}); a != 0 {
+		t.Errorf("rawWritev: %.1f allocations a write, want 0", a)
+	}
+	if a := testing.AllocsPerRun(200, func() {
+		if peerClosed(w, &s) {
+			t.Fatal("peer closed")
+		}
+	}); a != 0 {
+		t.Errorf("peerClosed: %.1f allocations a peek, want 0", a)
+	}
+}

@@ -13,7 +13,7 @@ import (
 // A reset purges the kernel's queue too, so the connection must also still
 // be open: a peer that reset it never took them.
 func (w *writer) settleTail(conn net.Conn, peerGone <-chan struct{}) {
-	if len(w.tail) == 0 || peerClosed(conn) {
+	if len(w.tail) == 0 || peerClosed(conn, &w.raw) {
 		return
 	}
 	// A peer that closed answers within a round trip; one that is still

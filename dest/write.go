@@ -162,7 +162,7 @@ func (w *writer) writeLoop(ctx context.Context, conn net.Conn) (err error) {
 			return errPeerClose
 		default:
 		}
-		if idle && peerClosed(conn) {
+		if idle && peerClosed(conn, &w.raw) {
 			return errPeerClose
 		}
 		if w.d.held.Load() {

@@ -19,6 +19,11 @@ import (
 type trickler struct {
 	rc syscall.RawConn
 	on bool // the mark is raised
+
+	p      []byte // the read in progress, for readFn (made once: a
+	n      int    // closure per read would be an allocation per read)
+	err    error
+	readFn func(fd uintptr) bool
 }
 
 // lowWater is the mark while trickling; the kernel caps it at half the
@@ -34,7 +39,9 @@ func newTrickler(c net.Conn) *trickler {
 	if err != nil {
 		return nil
 	}
-	return &trickler{rc: rc}
+	t := &trickler{rc: rc}
+	t.readFn = t.readFD
+	return t
 }
 
 // set raises or lowers the mark.
@@ -52,12 +59,11 @@ func (t *trickler) set(on bool) {
 
 // Read is one non-blocking read: errWouldBlock when nothing is there.
 func (t *trickler) Read(p []byte) (int, error) {
-	var n int
-	var err error
-	if cerr := t.rc.Read(func(fd uintptr) bool {
-		n, err = rawRead(fd, p)
-		return true
-	}); cerr != nil {
+	t.p = p
+	cerr := t.rc.Read(t.readFn)
+	n, err := t.n, t.err
+	t.p, t.err = nil, nil
+	if cerr != nil {
 		return 0, cerr
 	}
 	switch {
@@ -69,6 +75,12 @@ func (t *trickler) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// readFD is one non-blocking read of the socket fd into t.p.
+func (t *trickler) readFD(fd uintptr) bool {
+	t.n, t.err = rawRead(fd, t.p)
+	return true
 }
 
 // rawRead is read(2) without telling the scheduler: the socket is
