@@ -10,28 +10,17 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 // loopbackPair is a connected TCP pair on 127.0.0.1 with 64 KiB buffers,
 // so that a write fills the socket quickly.
 func loopbackPair(t *testing.T) (w, r *net.TCPConn) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	c.(*net.TCPConn).SetWriteBuffer(64 << 10)
-	s.(*net.TCPConn).SetReadBuffer(64 << 10)
-	return c.(*net.TCPConn), s.(*net.TCPConn)
+	c, s := testutil.TCPPair(t)
+	c.SetWriteBuffer(64 << 10)
+	s.SetReadBuffer(64 << 10)
+	return c, s
 }
 
 // The raw writev delivers every byte in order, across more buffers than

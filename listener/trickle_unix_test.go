@@ -3,29 +3,16 @@
 package listener
 
 import (
-	"net"
 	"testing"
+
+	"github.com/polymur/polymur/internal/testutil"
 )
 
 // TestTricklerReadDoesNotAllocate: a tick's non-blocking read, with data
 // or without, allocates nothing (at ordinary rates every connection reads
 // every tick).
 func TestTricklerReadDoesNotAllocate(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	c, s := testutil.TCPPair(t)
 	tr := newTrickler(s)
 	if tr == nil {
 		t.Fatal("no trickler for a TCP connection")
