@@ -4,10 +4,11 @@
 //
 // plainScanGo in one pass: the name sixteen bytes at a time (SSE2: a
 // byte is printable when, as a signed byte, it is above 0x20 and below
-// 0x7f, 0x80 and up being negative), the value's and the timestamp's digits eight at a time
-// (nondigit8), one byte at a time where fewer are left. It never reads
-// outside b. R11 says which digits are being read: 1 the value's, 2 its
-// fraction's, 3 the timestamp's.
+// 0x7f, 0x80 and up being negative), the value's and the timestamp's
+// digits eight at a time (nondigit8), one byte at a time where fewer are
+// left. It never reads outside b. R11 says which digits are being read:
+// 1 the value's, 2 its fraction's, 3 the timestamp's; R13, R8 and R9 hold
+// nondigit8's constants.
 TEXT ·plainScan(SB), NOSPLIT|NOFRAME, $0-48
 	MOVQ	b_base+0(FP), SI
 	MOVQ	b_len+8(FP), BX
@@ -61,12 +62,12 @@ nameend:
 	JNE	value
 	INCQ	AX
 value:
-	MOVQ	$1, R11
-digits:
-	MOVQ	AX, R10 // where the digits start
 	MOVQ	$0x3030303030303030, R13 // '0'
 	MOVQ	$0x4646464646464646, R8  // 0x80 - ':'
 	MOVQ	$0x8080808080808080, R9
+	MOVQ	$1, R11
+digits:
+	MOVQ	AX, R10 // where the digits start
 digits8:
 	LEAQ	8(AX), CX
 	CMPQ	CX, BX

@@ -39,12 +39,16 @@ func TestPlainScan(t *testing.T) {
 		cases = append(cases, scanInput(rng))
 	}
 	for _, c := range cases {
-		b := guard(c)
-		n1, v1, t1 := plainScan(b)
-		n2, v2, t2 := plainScanGo(b)
-		if n1 != n2 || v1 != v2 || t1 != t2 {
-			t.Fatalf("plainScan(%q) = %d %d %d, in Go %d %d %d", c, n1, v1, t1, n2, v2, t2)
-		}
+		sameScan(t, guard(c))
+	}
+}
+
+// sameScan fails t when the assembly and the Go read b differently.
+func sameScan(t *testing.T, b []byte) {
+	n1, v1, t1 := plainScan(b)
+	n2, v2, t2 := plainScanGo(b)
+	if n1 != n2 || v1 != v2 || t1 != t2 {
+		t.Fatalf("plainScan(%q) = %d %d %d, in Go %d %d %d", b, n1, v1, t1, n2, v2, t2)
 	}
 }
 
@@ -52,11 +56,5 @@ func FuzzPlainScan(f *testing.F) {
 	for _, s := range []string{"a.b.c 1 2\n", "x -1.5 1700000000\n", "n 1.e 2", "abcdefghijklmnopqrstuvwxyz0123456789 99999999 12345678\n"} {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		n1, v1, t1 := plainScan(b)
-		n2, v2, t2 := plainScanGo(b)
-		if n1 != n2 || v1 != v2 || t1 != t2 {
-			t.Fatalf("plainScan(%q) = %d %d %d, in Go %d %d %d", b, n1, v1, t1, n2, v2, t2)
-		}
-	})
+	f.Fuzz(sameScan)
 }

@@ -4,7 +4,7 @@ package dest
 
 import "net"
 
-// rawScratch is the Unix raw writev's buffer; nothing elsewhere.
+// rawScratch is the Unix raw calls' state; nothing elsewhere.
 type rawScratch struct{}
 
 // rawWritev is the Unix raw writev; elsewhere the caller writes the

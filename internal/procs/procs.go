@@ -30,7 +30,7 @@ type Governor struct {
 	DownOver time.Duration
 	Every    time.Duration
 	// EveryOne is how often it looks while on one P (0: Every). Each look
-	// wakes the thread; at ordinary rates a look every 10ms was a tenth of
+	// wakes the thread; at ordinary rates a look every 10ms was a sixth of
 	// the process's wake-ups.
 	EveryOne time.Duration
 	CPU      func() time.Duration // the process's CPU time so far
@@ -83,7 +83,8 @@ func (g *Governor) Run(ctx context.Context) {
 		case now := <-t.C:
 			cpu := g.CPU()
 			if wall := now.Sub(last); wall > 0 {
-				if one := g.one; g.step(float64(cpu-lastCPU)/float64(wall)) != one && g.EveryOne > 0 {
+				every := g.every()
+				if g.step(float64(cpu-lastCPU) / float64(wall)); g.every() != every {
 					t.Reset(g.every())
 				}
 			}
@@ -100,9 +101,8 @@ func (g *Governor) every() time.Duration {
 	return g.Every
 }
 
-// step takes one look's cores used and switches when it is time; it
-// reports whether it runs on one P now.
-func (g *Governor) step(used float64) bool {
+// step takes one look's cores used and switches when it is time.
+func (g *Governor) step(used float64) {
 	keep := max(1, int(g.DownOver/g.Every))
 	g.samples = append(g.samples, used)
 	if len(g.samples) > keep {
@@ -118,7 +118,6 @@ func (g *Governor) step(used float64) bool {
 		g.Set(1)
 		g.Log.Debug("procs: nearly idle, one thread", "cores_used", mean(g.samples))
 	}
-	return g.one
 }
 
 // One reports whether the process runs on one P.
